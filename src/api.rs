@@ -1,0 +1,306 @@
+//! prefixd's wire format (plain miniserde structs named like its fields) and the HTTP calls,
+//! with the operator's timeouts, retries and deadline. One ureq `Agent`, built once.
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::log::Log;
+use miniserde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+use ureq::http;
+
+/// The body of `POST /v1/events`, as the bash script sends it plus `bps`.
+#[derive(Serialize, Debug)]
+pub struct Event {
+    pub event_id: String,
+    pub timestamp: String,
+    pub source: String,
+    pub victim_ip: String,
+    pub vector: String,
+    pub action: String,
+    pub pps: Option<i64>,
+    pub bps: Option<i64>,
+    pub raw_details: RawDetails,
+}
+
+#[derive(Serialize, Debug)]
+pub struct RawDetails {
+    pub raw: String,
+    pub direction: String,
+    pub original_action: String,
+    pub truncated: bool,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct EventReply {
+    pub status: Option<String>,
+    pub mitigation_id: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct MitigationList {
+    pub mitigations: Vec<Mitigation>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct Mitigation {
+    pub mitigation_id: String,
+    pub status: Option<String>,
+    pub victim_ip: Option<String>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Withdraw {
+    pub operator_id: String,
+    pub reason: String,
+}
+
+/// What prefixd answered: status and the first bytes of the body.
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// Bodies are read up to this; prefixd's largest answer (1000 mitigations) is ~700 KiB.
+const MAX_BODY: u64 = 4 * 1024 * 1024;
+
+impl Reply {
+    /// The body as one short printable line, for the log.
+    pub fn snippet(&self) -> String {
+        let text = String::from_utf8_lossy(&self.body);
+        let text = text.trim();
+        let mut s: String = text.chars().take(300).collect();
+        if text.chars().count() > 300 {
+            s.push('…');
+        }
+        if s.is_empty() {
+            "(empty body)".into()
+        } else {
+            s
+        }
+    }
+
+    pub fn json<T: Deserialize>(&self, what: &str) -> Result<T, String> {
+        std::str::from_utf8(&self.body)
+            .ok()
+            .and_then(|s| miniserde::json::from_str(s).ok())
+            .ok_or_else(|| {
+                format!(
+                    "{what} answered {} with a body we do not understand: {}",
+                    self.status,
+                    self.snippet()
+                )
+            })
+    }
+}
+
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    auth: Option<String>,
+    connect_timeout: Duration,
+    timeout: Duration,
+    retries: u32,
+    deadline: Instant,
+}
+
+impl Client {
+    pub fn new(cfg: &Config, deadline: Instant) -> Result<Client, Error> {
+        use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
+        let roots = match &cfg.ca_file {
+            None => RootCerts::WebPki,
+            Some(path) => RootCerts::from(load_ca_file(path).map_err(Error::Config)?),
+        };
+        let tls = TlsConfig::builder()
+            .provider(TlsProvider::Rustls)
+            .root_certs(roots)
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            // A redirect would carry the token to wherever it points; report it instead.
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .user_agent(concat!("prefixd-fastnetmon/", env!("CARGO_PKG_VERSION")))
+            .proxy(None)
+            .build()
+            .new_agent();
+        Ok(Client {
+            agent,
+            base: cfg.api.clone(),
+            auth: cfg.token.as_ref().map(|t| format!("Bearer {t}")),
+            connect_timeout: cfg.connect_timeout,
+            timeout: cfg.timeout,
+            retries: cfg.retries,
+            deadline,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// One HTTP exchange, bounded by `PREFIXD_TIMEOUT` and what is left of the deadline.
+    fn once(
+        &self,
+        log: &Log,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<Reply, String> {
+        let budget = self.timeout.min(self.remaining());
+        if budget.is_zero() {
+            return Err("deadline reached".into());
+        }
+        let started = Instant::now();
+        let url = self.url(path);
+        let mut req = http::Request::builder().method(method).uri(&url);
+        if let Some(auth) = &self.auth {
+            req = req.header("Authorization", auth);
+        }
+        let result = match body {
+            Some(b) => {
+                let req = req
+                    .header("Content-Type", "application/json")
+                    .body(b.to_string());
+                self.run(req.map_err(|e| e.to_string())?, budget)
+            }
+            None => self.run(req.body(()).map_err(|e| e.to_string())?, budget),
+        };
+        let took = started.elapsed().as_secs_f64();
+        match &result {
+            Ok(r) => log.debug(&format!("{method} {url} -> {} in {took:.3}s", r.status)),
+            Err(e) => log.debug(&format!("{method} {url} -> {e} after {took:.3}s")),
+        }
+        result
+    }
+
+    fn run<B: ureq::AsSendBody>(
+        &self,
+        req: http::Request<B>,
+        budget: Duration,
+    ) -> Result<Reply, String> {
+        let req = self
+            .agent
+            .configure_request(req)
+            .timeout_global(Some(budget))
+            .timeout_connect(Some(self.connect_timeout.min(budget)))
+            .build();
+        let mut resp = self.agent.run(req).map_err(describe)?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+            .map_err(describe)?;
+        Ok(Reply { status, body })
+    }
+
+    /// Sends with retries on transient failures (connect errors, timeouts, 408, 429, 5xx),
+    /// jittered exponential backoff, all inside the deadline. `body` is asked again for each
+    /// attempt, so a ban gets a fresh `event_id` every time. Returns the first final answer.
+    pub fn call(
+        &self,
+        log: &Log,
+        method: &str,
+        path: &str,
+        mut body: impl FnMut() -> Result<Option<String>, Error>,
+    ) -> Result<Reply, Error> {
+        let mut last = String::new();
+        let mut attempts = 0;
+        for attempt in 1..=self.retries {
+            attempts = attempt;
+            let b = body()?;
+            last = match self.once(log, method, path, b.as_deref()) {
+                Ok(r) if !transient(r.status) => return Ok(r),
+                Ok(r) => format!("HTTP {}: {}", r.status, r.snippet()),
+                Err(e) => e,
+            };
+            if attempt == self.retries {
+                break;
+            }
+            let pause = backoff(attempt);
+            if pause + Duration::from_millis(100) >= self.remaining() {
+                last.push_str("; deadline leaves no time to retry");
+                break;
+            }
+            log.warn(&format!(
+                "{method} {} attempt {attempt}/{}: {last}; retrying in {:.2}s",
+                self.url(path),
+                self.retries,
+                pause.as_secs_f64()
+            ));
+            std::thread::sleep(pause);
+        }
+        Err(Error::NotDelivered(format!(
+            "{method} {} failed after {attempts} attempt(s): {last}",
+            self.url(path)
+        )))
+    }
+}
+
+fn transient(status: u16) -> bool {
+    status == 408 || status == 429 || status >= 500
+}
+
+/// 250 ms, 500 ms, 1 s … (capped at 4 s), each scaled by a random 50–100 % so that many
+/// FastNetMon threads retrying at once do not hit prefixd in lock-step.
+fn backoff(attempt: u32) -> Duration {
+    let base = 250u64 << attempt.saturating_sub(1).min(4);
+    let jitter = getrandom::u32().unwrap_or(0) % 500;
+    Duration::from_millis(base * (500 + u64::from(jitter)) / 1000)
+}
+
+/// The final answer of a request that was not 2xx, as the error an operator acts on.
+pub fn refusal(what: &str, reply: &Reply) -> Error {
+    let msg = format!("{what} answered {}: {}", reply.status, reply.snippet());
+    match reply.status {
+        401 | 403 => {
+            Error::Unauthorized(format!("{msg} (check PREFIXD_TOKEN / PREFIXD_TOKEN_FILE)"))
+        }
+        300..=399 => Error::Config(format!(
+            "{msg} (redirects are not followed: set PREFIXD_API to the final URL)"
+        )),
+        s if transient(s) => Error::NotDelivered(msg),
+        _ => Error::Refused(msg),
+    }
+}
+
+fn describe(e: ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(t) => format!("timed out ({t})"),
+        ureq::Error::HostNotFound => "host not found (DNS)".into(),
+        ureq::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                "connection refused (is prefixd running?)".into()
+            }
+            _ => format!("network error: {io}"),
+        },
+        ureq::Error::Rustls(t) => format!("TLS: {t}"),
+        ureq::Error::Tls(t) => format!("TLS: {t}"),
+        ureq::Error::BodyExceedsLimit(n) => format!("reply larger than {n} bytes"),
+        other => other.to_string(),
+    }
+}
+
+fn load_ca_file(path: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    use ureq::tls::PemItem;
+    let what = format!("PREFIXD_CA_FILE {}", path.display());
+    let pem = std::fs::read(path).map_err(|e| format!("{what}: {e}"))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(format!("{what}: {e}")),
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!("{what}: no PEM certificate in it"));
+    }
+    Ok(certs)
+}

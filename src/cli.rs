@@ -1,0 +1,206 @@
+//! argv → what to do. Strict: an unknown flag, a stray argument or a missing value is a usage
+//! error (exit 64) that names the argument. Flags come before the positional arguments, so a
+//! negative PPS (`-5`) is never mistaken for a flag.
+
+use crate::config::Flags;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Mode {
+    Notify(Args),
+    DryRun(Args),
+    Flush,
+    Check,
+    Help,
+    Version,
+}
+
+/// FastNetMon's positional arguments, as given.
+#[derive(Debug, PartialEq, Eq, Clone)]
+pub struct Args {
+    pub ip: String,
+    pub direction: Option<String>,
+    pub pps: Option<String>,
+    pub action: Option<String>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Cli {
+    pub mode: Mode,
+    pub flags: Flags,
+}
+
+pub const USAGE: &str =
+    "usage: prefixd-fastnetmon [-v] [--env-file PATH] IP [DIRECTION [PPS [ACTION]]]
+       prefixd-fastnetmon [-v] [--env-file PATH] --dry-run IP [DIRECTION [PPS [ACTION]]]
+       prefixd-fastnetmon [-v] [--env-file PATH] --flush | --check
+       prefixd-fastnetmon --help | --version";
+
+pub fn parse(argv: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, String> {
+    let mut flags = Flags::default();
+    let mut command: Option<&'static str> = None;
+    let mut positional: Vec<String> = Vec::new();
+    let mut args = argv.into_iter();
+    while let Some(arg) = args.next() {
+        let arg = arg
+            .into_string()
+            .map_err(|a| format!("argument {a:?} is not valid UTF-8"))?;
+        if !positional.is_empty() || arg == "-" || !arg.starts_with('-') {
+            positional.push(arg);
+            continue;
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        match name.as_str() {
+            "-v" | "--verbose" => flags.verbose = true,
+            "--env-file" => {
+                let v = match inline {
+                    Some(v) => v,
+                    None => args
+                        .next()
+                        .and_then(|v| v.into_string().ok())
+                        .ok_or("--env-file needs a path")?,
+                };
+                if v.is_empty() {
+                    return Err("--env-file needs a path".into());
+                }
+                flags.env_file = Some(v);
+                continue;
+            }
+            "--dry-run" | "--flush" | "--check" | "--help" | "-h" | "--version" | "-V" => {
+                if let Some(prev) = command {
+                    return Err(format!("{arg} cannot be combined with {prev}"));
+                }
+                command = Some(match name.as_str() {
+                    "-h" => "--help",
+                    "-V" => "--version",
+                    "--dry-run" => "--dry-run",
+                    "--flush" => "--flush",
+                    "--check" => "--check",
+                    "--help" => "--help",
+                    _ => "--version",
+                });
+            }
+            "--" => {
+                positional.extend(args.by_ref().filter_map(|a| a.into_string().ok()));
+                break;
+            }
+            _ => return Err(format!("unknown option {arg}")),
+        }
+        if inline.is_some() {
+            return Err(format!("{name} takes no value"));
+        }
+    }
+
+    let mode = match command {
+        Some("--help") => Mode::Help,
+        Some("--version") => Mode::Version,
+        Some(c @ ("--flush" | "--check")) => {
+            if let Some(extra) = positional.first() {
+                return Err(format!("{c} takes no arguments (got {extra:?})"));
+            }
+            if c == "--flush" {
+                Mode::Flush
+            } else {
+                Mode::Check
+            }
+        }
+        Some(_) => Mode::DryRun(positional_args(positional)?),
+        None => Mode::Notify(positional_args(positional)?),
+    };
+    Ok(Cli { mode, flags })
+}
+
+fn positional_args(p: Vec<String>) -> Result<Args, String> {
+    if p.len() > 4 {
+        return Err(format!(
+            "too many arguments: {:?} (expected IP [DIRECTION [PPS [ACTION]]])",
+            &p[4..]
+        ));
+    }
+    let mut it = p.into_iter();
+    let ip = it
+        .next()
+        .ok_or("missing IP (expected IP [DIRECTION [PPS [ACTION]]])")?;
+    Ok(Args {
+        ip,
+        direction: it.next(),
+        pps: it.next(),
+        action: it.next(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Result<Cli, String> {
+        parse(args.iter().map(std::ffi::OsString::from))
+    }
+
+    #[test]
+    fn accepted_command_lines() {
+        let c = cli(&["192.0.2.1", "incoming", "1000", "ban"]).unwrap();
+        assert_eq!(
+            c.mode,
+            Mode::Notify(Args {
+                ip: "192.0.2.1".into(),
+                direction: Some("incoming".into()),
+                pps: Some("1000".into()),
+                action: Some("ban".into())
+            })
+        );
+        let c = cli(&["-v", "--env-file", "/x", "192.0.2.1"]).unwrap();
+        assert!(c.flags.verbose);
+        assert_eq!(c.flags.env_file.as_deref(), Some("/x"));
+        assert!(matches!(
+            c.mode,
+            Mode::Notify(Args {
+                direction: None,
+                ..
+            })
+        ));
+        assert_eq!(
+            cli(&["--env-file=/y", "--flush"])
+                .unwrap()
+                .flags
+                .env_file
+                .as_deref(),
+            Some("/y")
+        );
+        assert_eq!(cli(&["--check"]).unwrap().mode, Mode::Check);
+        assert_eq!(cli(&["-h"]).unwrap().mode, Mode::Help);
+        assert_eq!(cli(&["--version"]).unwrap().mode, Mode::Version);
+        assert!(matches!(
+            cli(&["--dry-run", "192.0.2.1", "incoming", "5", "unban"])
+                .unwrap()
+                .mode,
+            Mode::DryRun(_)
+        ));
+        // A negative PPS after the IP is an argument, not a flag.
+        assert!(matches!(
+            cli(&["192.0.2.1", "incoming", "-5"]).unwrap().mode,
+            Mode::Notify(Args { pps: Some(_), .. })
+        ));
+    }
+
+    #[test]
+    fn refused_command_lines_name_the_argument() {
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "missing IP"),
+            (&["--bogus", "1.2.3.4"], "unknown option --bogus"),
+            (&["1.2.3.4", "a", "b", "c", "d"], "too many arguments"),
+            (&["--flush", "1.2.3.4"], "--flush takes no arguments"),
+            (&["--check", "--flush"], "cannot be combined"),
+            (&["--env-file"], "--env-file needs a path"),
+            (&["--env-file="], "--env-file needs a path"),
+            (&["--verbose=yes", "1.2.3.4"], "takes no value"),
+            (&["--dry-run"], "missing IP"),
+        ];
+        for (args, want) in cases {
+            let err = cli(args).unwrap_err();
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! A notice → prefixd: the ban event, or the unban lookup and withdrawals, and what each
+//! answer means for the operator (log line, exit code).
+
+use crate::api::{self, Client, Event, EventReply, MitigationList, RawDetails, Reply, Withdraw};
+use crate::config::Config;
+use crate::error::Error;
+use crate::log::Log;
+use crate::notice::{Details, Notice};
+use crate::{details, time, uuid};
+use std::time::SystemTime;
+
+/// prefixd caps `limit` here; a full page means there may be more.
+const PAGE: usize = 1000;
+/// Bounds the "full page, look again" loop even against a prefixd that misbehaves.
+const MAX_PAGES: usize = 50;
+
+/// The event for one ban attempt, with a fresh `event_id`.
+pub fn ban_event(notice: &Notice, text: &Details, received: SystemTime) -> Result<Event, Error> {
+    let parsed = details::parse(&text.text);
+    Ok(Event {
+        event_id: uuid::v4()
+            .map_err(|e| Error::Internal(format!("no randomness for event_id: {e}")))?,
+        timestamp: time::rfc3339(received),
+        source: "fastnetmon".into(),
+        victim_ip: notice.victim_ip.to_string(),
+        vector: details::vector(&parsed, notice.victim_ip, &notice.direction).into(),
+        action: "ban".into(),
+        pps: notice.pps,
+        bps: details::bps(&parsed, &notice.direction),
+        raw_details: RawDetails {
+            raw: text.text.clone(),
+            direction: notice.direction.clone(),
+            original_action: "ban".into(),
+            truncated: text.truncated,
+        },
+    })
+}
+
+pub fn ban(
+    client: &Client,
+    log: &Log,
+    notice: &Notice,
+    text: &Details,
+    received: SystemTime,
+) -> Result<(), Error> {
+    let mut sent = None;
+    let reply = client.call(log, "POST", "/v1/events", || {
+        let event = ban_event(notice, text, received)?;
+        let body = miniserde::json::to_string(&event);
+        sent = Some(event);
+        Ok(Some(body))
+    });
+    let Some(event) = sent else {
+        return reply.map(|_| ());
+    };
+    let what = format!(
+        "ban {} vector={} pps={} bps={} event_id={}",
+        event.victim_ip,
+        event.vector,
+        opt(event.pps),
+        opt(event.bps),
+        event.event_id
+    );
+    let reply = reply.inspect_err(|e| log.error(&format!("{what} -> {e}")))?;
+    match reply.status {
+        200..=299 => {
+            match reply.json::<EventReply>("POST /v1/events") {
+                Ok(r) => log.info(&format!(
+                    "{what} -> {} {} mitigation_id={}",
+                    reply.status,
+                    r.status.as_deref().unwrap_or("?"),
+                    r.mitigation_id.as_deref().unwrap_or("none")
+                )),
+                // Delivered all the same: the status code is what prefixd promises.
+                Err(e) => log.warn(&format!("{what} -> {} delivered; {e}", reply.status)),
+            }
+            Ok(())
+        }
+        409 => {
+            log.info(&format!(
+                "{what} -> 409 already received: {}",
+                reply.snippet()
+            ));
+            Ok(())
+        }
+        _ => {
+            let e = api::refusal("POST /v1/events", &reply);
+            log.error(&format!("{what} -> {e}"));
+            Err(e)
+        }
+    }
+}
+
+fn opt(v: Option<i64>) -> String {
+    v.map_or_else(|| "null".into(), |n| n.to_string())
+}
+
+pub fn lookup_path(victim_ip: &str) -> String {
+    format!("/v1/mitigations?status=pending,active,escalated&victim_ip={victim_ip}&limit={PAGE}")
+}
+
+pub fn withdraw_body(cfg: &Config, notice: &Notice) -> String {
+    miniserde::json::to_string(&Withdraw {
+        operator_id: cfg.operator.clone(),
+        reason: format!(
+            "FastNetMon unban for {} (direction={})",
+            notice.victim_ip, notice.direction
+        ),
+    })
+}
+
+/// Withdraws every active mitigation of the victim (all vectors), as the bash script does.
+pub fn unban(client: &Client, cfg: &Config, log: &Log, notice: &Notice) -> Result<(), Error> {
+    let ip = notice.victim_ip.to_string();
+    let body = withdraw_body(cfg, notice);
+    let mut withdrawn = 0usize;
+    let mut first_error = None;
+    let mut lookups = 0u32;
+    for _page in 0..MAX_PAGES {
+        let list = loop {
+            lookups += 1;
+            let list = lookup(client, log, &ip)?;
+            let active: Vec<String> = list
+                .mitigations
+                .iter()
+                // Defensive: never act on a row that is not this victim's active mitigation,
+                // whatever filter the server applied.
+                .filter(|m| m.victim_ip.as_deref().is_none_or(|v| v == ip))
+                .filter(|m| {
+                    m.status
+                        .as_deref()
+                        .is_none_or(|s| matches!(s, "pending" | "active" | "escalated"))
+                })
+                .map(|m| m.mitigation_id.clone())
+                .collect();
+            if !active.is_empty() || withdrawn > 0 || lookups >= cfg.unban_query_retries {
+                break (active, list.mitigations.len());
+            }
+            // A ban still in flight may land in between, as with the script.
+            if cfg.unban_query_delay >= client.remaining() {
+                break (active, 0);
+            }
+            log.debug(&format!(
+                "unban {ip}: no active mitigation yet (lookup {lookups}/{})",
+                cfg.unban_query_retries
+            ));
+            std::thread::sleep(cfg.unban_query_delay);
+        };
+        let (active, rows) = list;
+        if active.is_empty() {
+            if withdrawn == 0 {
+                log.info(&format!(
+                    "unban {ip} -> nothing to withdraw after {lookups} lookup(s)"
+                ));
+            }
+            break;
+        }
+        for id in &active {
+            match withdraw(client, log, &ip, id, &body) {
+                Ok(()) => withdrawn += 1,
+                Err(e) => {
+                    log.error(&format!("unban {ip}: withdraw {id} -> {e}"));
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if first_error.is_some() || rows < PAGE {
+            break;
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn lookup(client: &Client, log: &Log, ip: &str) -> Result<MitigationList, Error> {
+    let path = lookup_path(ip);
+    let reply = client
+        .call(log, "GET", &path, || Ok(None))
+        .inspect_err(|e| log.error(&format!("unban {ip}: lookup -> {e}")))?;
+    let what = "GET /v1/mitigations";
+    if reply.status != 200 {
+        let e = api::refusal(what, &reply);
+        log.error(&format!("unban {ip}: lookup -> {e}"));
+        return Err(e);
+    }
+    reply.json(what).map_err(|m| {
+        log.error(&format!("unban {ip}: lookup -> {m}"));
+        Error::NotDelivered(m)
+    })
+}
+
+fn withdraw(client: &Client, log: &Log, ip: &str, id: &str, body: &str) -> Result<(), Error> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return Err(Error::Refused(format!(
+            "prefixd listed a mitigation_id that is not a UUID: {id:?}"
+        )));
+    }
+    let path = format!("/v1/mitigations/{id}/withdraw");
+    let reply = client.call(log, "POST", &path, || Ok(Some(body.to_string())))?;
+    match reply.status {
+        200..=299 => {
+            log.info(&format!(
+                "unban {ip}: withdrew mitigation {id} -> {}",
+                reply.status
+            ));
+            Ok(())
+        }
+        // Not active any more, or unknown: gone already if a fresh look agrees.
+        400 | 404 => match still_active(client, log, id)? {
+            false => {
+                log.info(&format!(
+                    "unban {ip}: mitigation {id} already gone (withdraw answered {})",
+                    reply.status
+                ));
+                Ok(())
+            }
+            true => Err(api::refusal(&format!("POST {path}"), &reply)),
+        },
+        _ => Err(api::refusal(&format!("POST {path}"), &reply)),
+    }
+}
+
+fn still_active(client: &Client, log: &Log, id: &str) -> Result<bool, Error> {
+    #[derive(miniserde::Deserialize)]
+    struct One {
+        status: Option<String>,
+    }
+    let what = format!("GET /v1/mitigations/{id}");
+    let reply: Reply = client.call(log, "GET", &format!("/v1/mitigations/{id}"), || Ok(None))?;
+    match reply.status {
+        404 => Ok(false),
+        200 => {
+            let one: One = reply.json(&what).map_err(Error::NotDelivered)?;
+            Ok(matches!(
+                one.status.as_deref(),
+                Some("pending" | "active" | "escalated")
+            ))
+        }
+        _ => Err(api::refusal(&what, &reply)),
+    }
+}

@@ -1,0 +1,96 @@
+//! RFC 3339 UTC timestamps (`2026-11-25T11:43:03Z`) from `SystemTime`, without a date crate.
+//! prefixd rejects timestamps without a zone, so the `Z` is not optional.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs(),
+        Err(_) => 0, // a clock before 1970 is broken; the epoch is still a valid timestamp
+    };
+    rfc3339_from_unix(secs)
+}
+
+pub fn now() -> String {
+    rfc3339(SystemTime::now())
+}
+
+pub fn rfc3339_from_unix(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_known_instants() {
+        let cases: &[(u64, &str)] = &[
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"), // leap day of a /400 year
+            (951_868_799, "2000-02-29T23:59:59Z"),
+            (951_868_800, "2000-03-01T00:00:00Z"),
+            (4_107_542_400, "2100-03-01T00:00:00Z"), // 2100 is not a leap year
+            (4_107_542_399, "2100-02-28T23:59:59Z"),
+            (1_709_164_800, "2024-02-29T00:00:00Z"),
+            (1_706_745_599, "2024-01-31T23:59:59Z"), // end of month
+            (1_706_745_600, "2024-02-01T00:00:00Z"),
+            (1_735_689_599, "2024-12-31T23:59:59Z"), // end of year
+            (1_735_689_600, "2025-01-01T00:00:00Z"),
+            (1_740_787_199, "2025-02-28T23:59:59Z"), // non-leap February
+            (1_740_787_200, "2025-03-01T00:00:00Z"),
+            (1_798_761_599, "2026-12-31T23:59:59Z"),
+            (1_793_184_183, "2026-10-28T10:43:03Z"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(rfc3339_from_unix(*secs), *want, "secs={secs}");
+        }
+    }
+
+    #[test]
+    fn every_day_of_four_centuries_round_trips() {
+        // Walk day by day from 1970 to 2400 and check that the calendar advances by exactly one.
+        let mut prev = civil_from_days(0);
+        for day in 1..157_000 {
+            let cur = civil_from_days(day);
+            let month_len = match prev.1 {
+                2 if (prev.0 % 4 == 0 && prev.0 % 100 != 0) || prev.0 % 400 == 0 => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            };
+            let want = if prev.2 < month_len {
+                (prev.0, prev.1, prev.2 + 1)
+            } else if prev.1 < 12 {
+                (prev.0, prev.1 + 1, 1)
+            } else {
+                (prev.0 + 1, 1, 1)
+            };
+            assert_eq!(cur, want, "day {day}");
+            prev = cur;
+        }
+    }
+}

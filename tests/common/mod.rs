@@ -1,0 +1,177 @@
+//! Runs the built binary as FastNetMon would, in a scratch directory with its own env file and
+//! log, against the loopback prefixd stand-in in `server.rs`.
+#![allow(dead_code)]
+
+pub mod server;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The binary under test: the cargo-built one, or the static release binary (`PFN_BIN`).
+pub static BIN: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| std::env::var("PFN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_prefixd-fastnetmon").to_string()));
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+pub fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{FIXTURES}/{name}")).expect(name)
+}
+
+/// A scratch directory (removed on drop) with an env file and a log file.
+pub struct Sandbox {
+    pub dir: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub took: Duration,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl Sandbox {
+    /// Talks to `api`, logs to `<dir>/log`, reads `<dir>/env` (empty unless written).
+    pub fn new(api: &str) -> Sandbox {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("pfn-it-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("env"), "").unwrap();
+        let mut sb = Sandbox {
+            dir,
+            env: Vec::new(),
+        };
+        let env_file = sb.path("env");
+        let log = sb.path("log");
+        sb.set("PREFIXD_ENV_FILE", &env_file);
+        sb.set("PREFIXD_LOG", &log);
+        sb.set("PREFIXD_API", api);
+        sb
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    pub fn set(&mut self, k: &str, v: &str) -> &mut Self {
+        self.env.retain(|(key, _)| key != k);
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn unset(&mut self, k: &str) -> &mut Self {
+        self.env.retain(|(key, _)| key != k);
+        self
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> String {
+        let p = self.path(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&*BIN);
+        c.args(args).env_clear().env("PATH", "/usr/bin:/bin");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Runs with `stdin` written and closed (None: /dev/null).
+    pub fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Run {
+        let started = Instant::now();
+        let mut c = self.command(args);
+        c.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn binary");
+        if let Some(data) = stdin {
+            let mut pipe = child.stdin.take().unwrap();
+            let data = data.to_vec();
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&data);
+            });
+        }
+        let out = child.wait_with_output().expect("wait");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            took: started.elapsed(),
+        }
+    }
+
+    /// Runs with a stdin pipe that is never written nor closed, as a terminal-less FastNetMon
+    /// unban may leave it; the run must not wait for it.
+    pub fn run_with_open_stdin(&self, args: &[&str]) -> Run {
+        let started = Instant::now();
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn binary");
+        let _keep_open = child.stdin.take();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if child.try_wait().unwrap().is_none() {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().expect("wait");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            took: started.elapsed(),
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The string value of a JSON field.
+pub fn s(v: Option<&miniserde::json::Value>) -> String {
+    match v {
+        Some(miniserde::json::Value::String(s)) => s.clone(),
+        other => panic!("expected a string, got {other:?}"),
+    }
+}
+
+pub fn is_uuid_v4(id: &str) -> bool {
+    id.len() == 36
+        && id.char_indices().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
+        && &id[14..15] == "4"
+}

@@ -1,0 +1,515 @@
+//! A loopback stand-in for prefixd v0.10.1, used by the integration tests, `make demo` and
+//! `make bench`. It answers the calls a notify client makes the way `shared/prefixd-api.md`
+//! describes (202 statuses, list, withdraw's 400/404, 401 JSON vs empty, 422 schema errors),
+//! records every request exactly as received, and can be told to misbehave: scripted replies,
+//! delays, hangs, dropped connections.
+#![allow(dead_code)]
+
+use miniserde::json::{self, Value};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    /// Path with the query string, as sent.
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> BTreeMap<String, Value> {
+        match json::from_str::<Value>(&self.body) {
+            Ok(Value::Object(o)) => o.into_iter().collect(),
+            _ => panic!("body is not a JSON object: {:?}", self.body),
+        }
+    }
+}
+
+/// What to do with the next request that matches a route prefix like `"POST /v1/events"`.
+#[derive(Debug, Clone)]
+pub enum Behavior {
+    Reply {
+        status: u16,
+        body: String,
+    },
+    /// Accept, read the request, say nothing for this long, then close.
+    Hang(Duration),
+    /// Close the connection without answering.
+    Drop,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mitigation {
+    pub id: String,
+    pub victim_ip: String,
+    pub vector: String,
+    pub status: String,
+}
+
+#[derive(Default)]
+struct State {
+    requests: Mutex<Vec<Recorded>>,
+    script: Mutex<VecDeque<(String, Behavior)>>,
+    mitigations: Mutex<Vec<Mitigation>>,
+    token: Option<String>,
+    delay: Duration,
+    stop: AtomicBool,
+    log_stdout: bool,
+}
+
+pub struct Options {
+    pub tls: bool,
+    pub token: Option<String>,
+    pub delay: Duration,
+    /// Print each request on stdout (the stub binary).
+    pub log_stdout: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            tls: false,
+            token: None,
+            delay: Duration::ZERO,
+            log_stdout: false,
+        }
+    }
+}
+
+pub struct Server {
+    pub addr: SocketAddr,
+    pub url: String,
+    state: Arc<State>,
+}
+
+pub const TLS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls");
+
+impl Server {
+    pub fn start() -> Server {
+        Server::with(Options::default())
+    }
+
+    pub fn with(opts: Options) -> Server {
+        Server::bind("127.0.0.1:0", opts)
+    }
+
+    pub fn bind(addr: &str, opts: Options) -> Server {
+        let listener = TcpListener::bind(addr).expect("bind loopback");
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State {
+            token: opts.token,
+            delay: opts.delay,
+            log_stdout: opts.log_stdout,
+            ..State::default()
+        });
+        let tls = opts.tls.then(tls_config);
+        let url = format!(
+            "{}://127.0.0.1:{}",
+            if tls.is_some() { "https" } else { "http" },
+            addr.port()
+        );
+        let st = state.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let st = st.clone();
+                let tls = tls.clone();
+                std::thread::spawn(move || {
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                    match tls {
+                        None => serve(&st, conn),
+                        Some(cfg) => {
+                            let Ok(sc) = rustls::ServerConnection::new(cfg) else {
+                                return;
+                            };
+                            serve(&st, rustls::StreamOwned::new(sc, conn));
+                        }
+                    }
+                });
+            }
+        });
+        Server { addr, url, state }
+    }
+
+    /// Everything received so far, in arrival order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    pub fn clear(&self) {
+        self.state.requests.lock().unwrap().clear();
+    }
+
+    /// Queue a behaviour for the next request whose `METHOD path` starts with `route`.
+    pub fn script(&self, route: &str, b: Behavior) {
+        self.state
+            .script
+            .lock()
+            .unwrap()
+            .push_back((route.to_string(), b));
+    }
+
+    pub fn reply(&self, route: &str, status: u16, body: &str) {
+        self.script(
+            route,
+            Behavior::Reply {
+                status,
+                body: body.to_string(),
+            },
+        );
+    }
+
+    /// Adds an active mitigation as if a ban had created it; returns its id.
+    pub fn add_mitigation(&self, victim_ip: &str, vector: &str, status: &str) -> String {
+        let mut m = self.state.mitigations.lock().unwrap();
+        let id = format!("00000000-0000-4000-8000-{:012x}", m.len() + 1);
+        m.push(Mitigation {
+            id: id.clone(),
+            victim_ip: victim_ip.into(),
+            vector: vector.into(),
+            status: status.into(),
+        });
+        id
+    }
+
+    pub fn mitigations(&self) -> Vec<Mitigation> {
+        self.state.mitigations.lock().unwrap().clone()
+    }
+
+    pub fn set_status(&self, id: &str, status: &str) {
+        for m in self
+            .state
+            .mitigations
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .filter(|m| m.id == id)
+        {
+            m.status = status.into();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.state.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+    }
+}
+
+fn tls_config() -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(format!("{TLS_DIR}/server.pem"))
+        .expect("server.pem")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("server.pem certs");
+    let key = PrivateKeyDer::from_pem_file(format!("{TLS_DIR}/server.key")).expect("server.key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server cert");
+    Arc::new(cfg)
+}
+
+fn serve<S: Read + Write>(st: &State, stream: S) {
+    let mut reader = BufReader::new(stream);
+    let Some(req) = read_request(&mut reader) else {
+        return;
+    };
+    if st.log_stdout {
+        println!("{} {} {}", req.method, req.target, req.body);
+    }
+    st.requests.lock().unwrap().push(req.clone());
+    let route = format!("{} {}", req.method, req.target);
+    let scripted = {
+        let mut script = st.script.lock().unwrap();
+        let pos = script
+            .iter()
+            .position(|(r, _)| route.starts_with(r.as_str()));
+        pos.and_then(|i| script.remove(i)).map(|(_, b)| b)
+    };
+    if !st.delay.is_zero() {
+        std::thread::sleep(st.delay);
+    }
+    let (status, body) = match scripted {
+        Some(Behavior::Hang(d)) => {
+            std::thread::sleep(d);
+            return;
+        }
+        Some(Behavior::Drop) => {
+            drop(reader);
+            return;
+        }
+        Some(Behavior::Reply { status, body }) => (status, body),
+        None => prefixd(st, &req),
+    };
+    let ctype = if body.starts_with('{') {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\nx-request-id: test\r\n\r\n",
+        reason(status),
+        body.len()
+    );
+    let stream = reader.get_mut();
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(body.as_bytes());
+    let _ = stream.flush();
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        202 => "Accepted",
+        301 => "Moved Permanently",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        409 => "Conflict",
+        422 => "Unprocessable Entity",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+fn read_request<R: BufRead>(r: &mut R) -> Option<Recorded> {
+    let mut line = String::new();
+    r.read_line(&mut line).ok()?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let mut headers = Vec::new();
+    let mut len = 0usize;
+    for _ in 0..100 {
+        let mut h = String::new();
+        r.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        let (k, v) = (k.trim().to_string(), v.trim().to_string());
+        if k.eq_ignore_ascii_case("content-length") {
+            len = v.parse().ok()?;
+        }
+        headers.push((k, v));
+    }
+    let mut body = vec![0u8; len.min(8 << 20)];
+    r.read_exact(&mut body).ok()?;
+    Some(Recorded {
+        method,
+        target,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+fn authorized(st: &State, req: &Recorded) -> bool {
+    match &st.token {
+        None => true,
+        Some(t) => req.header("authorization") == Some(&format!("Bearer {t}")),
+    }
+}
+
+fn query(target: &str) -> BTreeMap<String, String> {
+    let q = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn mitigation_json(m: &Mitigation) -> String {
+    format!(
+        r#"{{"mitigation_id":"{}","status":"{}","customer_id":null,"service_id":null,"pop":"test","victim_ip":"{}","vector":"{}","action_type":"discard","rate_bps":null,"dst_prefix":"{}/32","protocol":17,"dst_ports":[],"created_at":"2026-11-25T11:43:03.123456+00:00","updated_at":"2026-11-25T11:43:03.123456+00:00","expires_at":"2026-11-25T11:53:03.123456+00:00","withdrawn_at":null,"triggering_event_id":"{}","last_event_id":"{}","scope_hash":"0123456789abcdef0123456789abcdef","reason":"test"}}"#,
+        m.id, m.status, m.victim_ip, m.vector, m.victim_ip, m.id, m.id
+    )
+}
+
+/// The fake prefixd's answer, following shared/prefixd-api.md.
+fn prefixd(st: &State, req: &Recorded) -> (u16, String) {
+    let path = req.target.split('?').next().unwrap_or("");
+    let is_json = req
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("application/json"));
+    match (req.method.as_str(), path) {
+        ("GET", "/v1/health") => (
+            200,
+            r#"{"status":"ok","version":"0.10.1","auth_mode":"bearer"}"#.into(),
+        ),
+        ("POST", "/v1/events") => {
+            if !is_json {
+                return (
+                    415,
+                    "Expected request with `Content-Type: application/json`".into(),
+                );
+            }
+            let Ok(Value::Object(o)) = json::from_str::<Value>(&req.body) else {
+                return (400, "Failed to parse the request body as JSON".into());
+            };
+            let s = |k: &str| match o.get(k) {
+                Some(Value::String(s)) => Some(s.clone()),
+                _ => None,
+            };
+            let (Some(ts), Some(_src), Some(ip), Some(vector)) =
+                (s("timestamp"), s("source"), s("victim_ip"), s("vector"))
+            else {
+                return (
+                    422,
+                    "Failed to deserialize the JSON body into the target type: missing field"
+                        .into(),
+                );
+            };
+            if !(ts.ends_with('Z') || ts.ends_with("+00:00")) {
+                return (
+                    422,
+                    "Failed to deserialize the JSON body into the target type: timestamp".into(),
+                );
+            }
+            if !matches!(
+                vector.as_str(),
+                "udp_flood" | "syn_flood" | "ack_flood" | "icmp_flood" | "unknown"
+            ) {
+                return (
+                    422,
+                    format!(
+                        "Failed to deserialize the JSON body into the target type: vector: unknown variant `{vector}`"
+                    ),
+                );
+            }
+            if !authorized(st, req) {
+                return (
+                    401,
+                    r#"{"error":"unauthorized: authentication required"}"#.into(),
+                );
+            }
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                return (
+                    400,
+                    format!(r#"{{"error":"invalid request: invalid IP address: '{ip}'"}}"#),
+                );
+            }
+            let event_id = s("event_id").unwrap_or_default();
+            let mut ms = st.mitigations.lock().unwrap();
+            let existing = ms
+                .iter()
+                .find(|m| m.victim_ip == ip && m.vector == vector && m.status == "active");
+            let (status, id) = match existing {
+                Some(m) => ("extended", m.id.clone()),
+                None => {
+                    let id = format!("00000000-0000-4000-8000-{:012x}", ms.len() + 1);
+                    ms.push(Mitigation {
+                        id: id.clone(),
+                        victim_ip: ip,
+                        vector,
+                        status: "active".into(),
+                    });
+                    ("accepted", id)
+                }
+            };
+            (
+                202,
+                format!(
+                    r#"{{"event_id":"11111111-1111-4111-8111-111111111111","external_event_id":"{event_id}","status":"{status}","mitigation_id":"{id}"}}"#
+                ),
+            )
+        }
+        ("GET", "/v1/mitigations") => {
+            if !authorized(st, req) {
+                return (401, String::new());
+            }
+            let q = query(&req.target);
+            let statuses: Vec<&str> = q
+                .get("status")
+                .map(|s| s.split(',').collect())
+                .unwrap_or_default();
+            let limit: usize = q
+                .get("limit")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(100)
+                .min(1000);
+            let ms = st.mitigations.lock().unwrap();
+            let rows: Vec<String> = ms
+                .iter()
+                .rev()
+                .filter(|m| !q.contains_key("status") || statuses.contains(&m.status.as_str()))
+                .filter(|m| q.get("victim_ip").is_none_or(|v| *v == m.victim_ip))
+                .take(limit)
+                .map(mitigation_json)
+                .collect();
+            (
+                200,
+                format!(
+                    r#"{{"mitigations":[{}],"count":{}}}"#,
+                    rows.join(","),
+                    rows.len()
+                ),
+            )
+        }
+        ("GET", p) if p.starts_with("/v1/mitigations/") => {
+            if !authorized(st, req) {
+                return (401, String::new());
+            }
+            let id = &p["/v1/mitigations/".len()..];
+            match st.mitigations.lock().unwrap().iter().find(|m| m.id == id) {
+                Some(m) => (200, mitigation_json(m)),
+                None => (404, String::new()),
+            }
+        }
+        ("POST", p) if p.starts_with("/v1/mitigations/") && p.ends_with("/withdraw") => {
+            if !is_json {
+                return (
+                    415,
+                    "Expected request with `Content-Type: application/json`".into(),
+                );
+            }
+            let Ok(Value::Object(o)) = json::from_str::<Value>(&req.body) else {
+                return (400, "Failed to parse the request body as JSON".into());
+            };
+            let (Some(Value::String(op)), Some(Value::String(_))) =
+                (o.get("operator_id"), o.get("reason"))
+            else {
+                return (422, "Failed to deserialize the JSON body into the target type: missing field `operator_id`".into());
+            };
+            if !authorized(st, req) {
+                return (401, String::new());
+            }
+            if op.is_empty() || op.len() > 64 {
+                return (400, String::new());
+            }
+            let id = &p["/v1/mitigations/".len()..p.len() - "/withdraw".len()];
+            let mut ms = st.mitigations.lock().unwrap();
+            match ms.iter_mut().find(|m| m.id == id) {
+                None => (404, String::new()),
+                Some(m) if m.status != "active" => (400, String::new()),
+                Some(m) => {
+                    m.status = "withdrawn".into();
+                    (200, mitigation_json(m))
+                }
+            }
+        }
+        _ => (404, String::new()),
+    }
+}
