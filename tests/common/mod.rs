@@ -11,8 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The binary under test: the cargo-built one, or the static release binary (`PFN_BIN`).
-pub static BIN: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| std::env::var("PFN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_prefixd-fastnetmon").to_string()));
+pub static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    std::env::var("PFN_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_prefixd-fastnetmon").to_string())
+});
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 pub fn fixture(name: &str) -> String {
