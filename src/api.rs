@@ -19,15 +19,9 @@ pub struct Event {
     pub action: String,
     pub pps: Option<i64>,
     pub bps: Option<i64>,
-    pub raw_details: RawDetails,
-}
-
-#[derive(Serialize, Debug)]
-pub struct RawDetails {
-    pub raw: String,
-    pub direction: String,
-    pub original_action: String,
-    pub truncated: bool,
+    /// `{raw, direction, original_action, truncated}`, plus `replayed` and
+    /// `replay_delay_seconds` for a ban sent from the spool.
+    pub raw_details: miniserde::json::Value,
 }
 
 #[derive(Deserialize, Debug)]

@@ -75,6 +75,9 @@ pub struct Config {
     pub timeout: Duration,
     pub deadline: Duration,
     pub retries: u32,
+    /// None: `PREFIXD_SPOOL=off`.
+    pub spool: Option<PathBuf>,
+    pub spool_max_age: Duration,
     pub debug: bool,
     /// Where each variable's value came from, in `VARIABLES` order.
     pub sources: Vec<Origin>,
@@ -194,17 +197,17 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
     let timeout = r.get("PREFIXD_TIMEOUT", |s| parse_seconds(s, false), secs(5));
     let deadline = r.get("PREFIXD_DEADLINE", |s| parse_seconds(s, false), secs(20));
     let retries = r.get("PREFIXD_RETRIES", |s| parse_count(s, 1, 20), 3);
-    // Validated now so that a typo is reported today; the spool and rules read them later.
-    let _spool = r.get(
+    let spool = r.get(
         "PREFIXD_SPOOL",
         |s| Ok((s != "off").then(|| PathBuf::from(s))),
         Some(PathBuf::from("/var/spool/prefixd-fastnetmon")),
     );
-    let _spool_max_age = r.get(
+    let spool_max_age = r.get(
         "PREFIXD_SPOOL_MAX_AGE",
         |s| parse_seconds(s, false),
         secs(3600),
     );
+    // Validated now so that a typo is reported today; custom rules come later.
     let _vector_rules = r.opt("PREFIXD_VECTOR_RULES", |s| Ok(PathBuf::from(s)));
     let debug = r.get("PREFIXD_DEBUG", parse_bool, false);
     let sources = r.sources;
@@ -264,6 +267,8 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
         timeout,
         deadline,
         retries,
+        spool,
+        spool_max_age,
         debug,
         sources,
         env_file,

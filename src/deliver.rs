@@ -1,38 +1,55 @@
 //! A notice → prefixd: the ban event, or the unban lookup and withdrawals, and what each
 //! answer means for the operator (log line, exit code).
 
-use crate::api::{self, Client, Event, EventReply, MitigationList, RawDetails, Reply, Withdraw};
+use crate::api::{self, Client, Event, EventReply, MitigationList, Reply, Withdraw};
 use crate::config::Config;
 use crate::error::Error;
 use crate::log::Log;
-use crate::notice::{Details, Notice};
+use crate::notice::Notice;
+use crate::spool::Entry;
 use crate::{details, time, uuid};
-use std::time::SystemTime;
+use miniserde::json::{Number, Object, Value};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// prefixd caps `limit` here; a full page means there may be more.
 const PAGE: usize = 1000;
 /// Bounds the "full page, look again" loop even against a prefixd that misbehaves.
 const MAX_PAGES: usize = 50;
 
-/// The event for one ban attempt, with a fresh `event_id`.
-pub fn ban_event(notice: &Notice, text: &Details, received: SystemTime) -> Result<Event, Error> {
-    let parsed = details::parse(&text.text);
+/// When FastNetMon called us about `entry`.
+pub fn received(entry: &Entry) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(entry.received_ms)
+}
+
+/// The event for one ban attempt, with a fresh `event_id`. A replayed ban keeps the time
+/// FastNetMon reported it and says how late it is.
+pub fn ban_event(notice: &Notice, entry: &Entry, replay: bool) -> Result<Event, Error> {
+    let parsed = details::parse(&entry.details);
+    let text = |s: &str| Value::String(s.to_string());
+    let mut raw = Object::new();
+    raw.insert("raw".into(), text(&entry.details));
+    raw.insert("direction".into(), text(&notice.direction));
+    raw.insert("original_action".into(), text("ban"));
+    raw.insert("truncated".into(), Value::Bool(entry.truncated));
+    if replay {
+        let delay = received(entry).elapsed().unwrap_or_default().as_secs();
+        raw.insert("replayed".into(), Value::Bool(true));
+        raw.insert(
+            "replay_delay_seconds".into(),
+            Value::Number(Number::U64(delay)),
+        );
+    }
     Ok(Event {
         event_id: uuid::v4()
             .map_err(|e| Error::Internal(format!("no randomness for event_id: {e}")))?,
-        timestamp: time::rfc3339(received),
+        timestamp: time::rfc3339(received(entry)),
         source: "fastnetmon".into(),
         victim_ip: notice.victim_ip.to_string(),
         vector: details::vector(&parsed, notice.victim_ip, &notice.direction).into(),
         action: "ban".into(),
         pps: notice.pps,
         bps: details::bps(&parsed, &notice.direction),
-        raw_details: RawDetails {
-            raw: text.text.clone(),
-            direction: notice.direction.clone(),
-            original_action: "ban".into(),
-            truncated: text.truncated,
-        },
+        raw_details: Value::Object(raw),
     })
 }
 
@@ -40,12 +57,12 @@ pub fn ban(
     client: &Client,
     log: &Log,
     notice: &Notice,
-    text: &Details,
-    received: SystemTime,
+    entry: &Entry,
+    replay: bool,
 ) -> Result<(), Error> {
     let mut sent = None;
     let reply = client.call(log, "POST", "/v1/events", || {
-        let event = ban_event(notice, text, received)?;
+        let event = ban_event(notice, entry, replay)?;
         let body = miniserde::json::to_string(&event);
         sent = Some(event);
         Ok(Some(body))
@@ -54,12 +71,17 @@ pub fn ban(
         return reply.map(|_| ());
     };
     let what = format!(
-        "ban {} vector={} pps={} bps={} event_id={}",
+        "ban {} vector={} pps={} bps={} event_id={}{}",
         event.victim_ip,
         event.vector,
         opt(event.pps),
         opt(event.bps),
-        event.event_id
+        event.event_id,
+        if replay {
+            format!(" (replayed from the spool, received {})", event.timestamp)
+        } else {
+            String::new()
+        }
     );
     let reply = reply.inspect_err(|e| log.error(&format!("{what} -> {e}")))?;
     match reply.status {
@@ -109,8 +131,15 @@ pub fn withdraw_body(cfg: &Config, notice: &Notice) -> String {
     })
 }
 
-/// Withdraws every active mitigation of the victim (all vectors), as the bash script does.
-pub fn unban(client: &Client, cfg: &Config, log: &Log, notice: &Notice) -> Result<(), Error> {
+/// Withdraws every active mitigation of the victim (all vectors), as the bash script does,
+/// looking up to `lookups` times while none is active yet.
+pub fn unban(
+    client: &Client,
+    cfg: &Config,
+    log: &Log,
+    notice: &Notice,
+    lookups_max: u32,
+) -> Result<(), Error> {
     let ip = notice.victim_ip.to_string();
     let body = withdraw_body(cfg, notice);
     let mut withdrawn = 0usize;
@@ -133,7 +162,7 @@ pub fn unban(client: &Client, cfg: &Config, log: &Log, notice: &Notice) -> Resul
                 })
                 .map(|m| m.mitigation_id.clone())
                 .collect();
-            if !active.is_empty() || withdrawn > 0 || lookups >= cfg.unban_query_retries {
+            if !active.is_empty() || withdrawn > 0 || lookups >= lookups_max {
                 break (active, list.mitigations.len());
             }
             // A ban still in flight may land in between, as with the script.
@@ -141,8 +170,7 @@ pub fn unban(client: &Client, cfg: &Config, log: &Log, notice: &Notice) -> Resul
                 break (active, 0);
             }
             log.debug(&format!(
-                "unban {ip}: no active mitigation yet (lookup {lookups}/{})",
-                cfg.unban_query_retries
+                "unban {ip}: no active mitigation yet (lookup {lookups}/{lookups_max})"
             ));
             std::thread::sleep(cfg.unban_query_delay);
         };

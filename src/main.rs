@@ -1,41 +1,35 @@
 //! prefixd-fastnetmon: FastNetMon's notify hook → prefixd's HTTP API.
 //!
-//! argv + stdin + env file + process env → Notice + Config → Client → prefixd → log → exit code.
+//! argv + stdin + env file + process env → Entry (what FastNetMon told us) + Config
+//!   → outbox: deliver now, or keep in the spool, in order → log lines → exit code.
 
-mod api;
-mod cli;
-mod config;
-mod deliver;
-mod details;
-mod envfile;
-mod error;
-mod log;
-mod notice;
-mod pretty;
-mod time;
-mod uuid;
-
-use error::Error;
+use prefixd_fastnetmon::error::Error;
+use prefixd_fastnetmon::spool::{Entry, Spool};
+use prefixd_fastnetmon::{api, cli, config, deliver, log, notice, outbox, pretty};
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The notice not yet delivered nor kept, for the watchdog to keep if it has to stop us.
+type Pending = Arc<Mutex<Option<Entry>>>;
 
 fn main() -> ExitCode {
     let started = Instant::now();
     let received = SystemTime::now();
+    let env = |k: &str| std::env::var(k).ok();
     let cli = match cli::parse(std::env::args_os().skip(1)) {
         Ok(c) => c,
         Err(e) => {
-            // The configured log is still the place an operator looks for a failed call.
-            let loaded = config::load(&config::Flags::default(), &|k| std::env::var(k).ok());
-            let log = log::Log::open(&loaded.config.log, false, loaded.config.token.clone());
+            // The configured log is still where an operator looks for a failed call.
+            let cfg = config::load(&config::Flags::default(), &env).config;
             let e = Error::Usage(e);
-            log.error(&e.to_string());
+            log::Log::open(&cfg.log, false, cfg.token).error(&e.to_string());
             eprintln!("prefixd-fastnetmon: {e}\n{}", cli::USAGE);
             return ExitCode::from(e.exit_code());
         }
     };
-    let args = match cli.mode {
+    match cli.mode {
         cli::Mode::Help => {
             print!("{}", help());
             return ExitCode::SUCCESS;
@@ -44,41 +38,41 @@ fn main() -> ExitCode {
             println!("{}", version());
             return ExitCode::SUCCESS;
         }
-        cli::Mode::Notify(ref a) | cli::Mode::DryRun(ref a) => a.clone(),
-        cli::Mode::Flush | cli::Mode::Check => {
-            let e = Error::Usage(
-                "--flush and --check come with the spool and operator-tools work".into(),
-            );
-            eprintln!("prefixd-fastnetmon: {e}");
-            return ExitCode::from(e.exit_code());
-        }
-    };
+        _ => {}
+    }
     let dry_run = matches!(cli.mode, cli::Mode::DryRun(_));
-
-    let loaded = config::load(&cli.flags, &|k| std::env::var(k).ok());
+    let loaded = config::load(&cli.flags, &env);
     let cfg = &loaded.config;
-    let log = if dry_run {
-        log::Log::open("-", cfg.debug, cfg.token.clone())
-    } else {
-        log::Log::open(&cfg.log, cfg.debug, cfg.token.clone())
-    };
+    let log = log::Log::open(
+        if dry_run { "-" } else { &cfg.log },
+        cfg.debug,
+        cfg.token.clone(),
+    );
     for w in &loaded.warnings {
         log.warn(w);
     }
-    if cfg.debug {
-        log.debug(&format!(
-            "env file {}; {}",
-            cfg.env_file,
-            config::describe(cfg).join(", ")
-        ));
-    }
+    log.debug(&format!(
+        "env file {}; {}",
+        cfg.env_file,
+        config::describe(cfg).join(", ")
+    ));
     let deadline = started + cfg.deadline;
-    start_watchdog(cfg.deadline, &cfg.log, cfg.token.clone());
+    let pending: Pending = Arc::default();
+    start_watchdog(cfg, pending.clone());
 
-    let code = match run(&args, &loaded, &log, deadline, received, dry_run) {
+    let result = match &cli.mode {
+        cli::Mode::Notify(args) | cli::Mode::DryRun(args) => {
+            notify(args, &loaded, &log, deadline, received, dry_run, &pending)
+        }
+        cli::Mode::Flush => flush(&loaded, &log, deadline),
+        _ => Err(Error::Usage(
+            "--check comes with the operator-tools work".into(),
+        )),
+    };
+    let code = match result {
         Ok(()) => 0,
         Err(e) => {
-            if dry_run {
+            if dry_run || !matches!(cli.mode, cli::Mode::Notify(_)) {
                 eprintln!("prefixd-fastnetmon: {e}");
             }
             e.exit_code()
@@ -91,13 +85,14 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-fn run(
+fn notify(
     args: &cli::Args,
     loaded: &config::Loaded,
     log: &log::Log,
     deadline: Instant,
     received: SystemTime,
     dry_run: bool,
+    pending: &Pending,
 ) -> Result<(), Error> {
     let cfg = &loaded.config;
     // FastNetMon writes the details into our stdin on ban (and attack_details) and fails if we
@@ -106,107 +101,170 @@ fn run(
         args.action.as_deref(),
         None | Some("ban" | "attack_details")
     );
-    let text = if reads_stdin {
+    let details = if reads_stdin {
         let stdin = std::io::stdin();
         let tty = stdin.is_terminal();
-        notice::read_details(stdin.lock(), tty).map_err(|e| {
-            let e = Error::Internal(format!("reading details from stdin: {e}"));
-            log.error(&e.to_string());
-            e
-        })?
+        notice::read_details(stdin.lock(), tty)
+            .map_err(|e| Error::Internal(format!("reading details from stdin: {e}")))
+            .inspect_err(|e| log.error(&e.to_string()))?
     } else {
         notice::Details {
             text: String::new(),
             truncated: false,
         }
     };
-
-    let (notice, warnings) = notice::from_args(args).map_err(|m| {
-        let e = Error::Usage(m);
-        log.error(&format!("{e}; nothing sent"));
-        e
-    })?;
+    let (n, warnings) = notice::from_args(args)
+        .map_err(Error::Usage)
+        .inspect_err(|e| log.error(&format!("{e}; nothing sent")))?;
     for w in warnings {
         log.warn(&w);
     }
-    if let Some(first) = loaded.errors.first() {
-        for e in &loaded.errors {
-            log.error(&format!("configuration error: {e}"));
-        }
-        log.error(&format!(
-            "{:?} {} not sent: configuration error",
-            notice.action, notice.victim_ip
-        ));
-        return Err(Error::Config(first.clone()));
-    }
-    if notice.action == notice::Action::AttackDetails {
+    if n.action == notice::Action::AttackDetails {
         log.info(&format!(
             "attack_details {} {} pps={}: logged only, nothing sent",
-            notice.victim_ip,
-            notice.direction,
+            n.victim_ip,
+            n.direction,
             args.pps.as_deref().unwrap_or("0")
         ));
         return Ok(());
     }
+    let entry = Entry {
+        victim_ip: n.victim_ip.to_string(),
+        direction: n.direction.clone(),
+        pps: args.pps.clone(),
+        action: if n.action == notice::Action::Ban {
+            "ban"
+        } else {
+            "unban"
+        }
+        .into(),
+        details: details.text,
+        truncated: details.truncated,
+        received_ms: received
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64,
+    };
     if dry_run {
-        return dry_run_print(cfg, &notice, &text, received);
+        return print_dry_run(cfg, &n, &entry);
     }
 
-    let client = api::Client::new(cfg, deadline).inspect_err(|e| log.error(&e.to_string()))?;
-    match notice.action {
-        notice::Action::Ban => deliver::ban(&client, log, &notice, &text, received),
-        notice::Action::Unban => deliver::unban(&client, cfg, log, &notice),
-        notice::Action::AttackDetails => Ok(()),
+    let spool = outbox::open_spool(cfg.spool.as_deref());
+    if let Err(why) = &spool {
+        log.debug(why);
     }
+    let client = match (loaded.errors.first(), api::Client::new(cfg, deadline)) {
+        (None, Ok(c)) => c,
+        (first, built) => {
+            for e in &loaded.errors {
+                log.error(&format!("configuration error: {e}"));
+            }
+            let e = first
+                .map(|f| Error::Config(f.clone()))
+                .or(built.err())
+                .unwrap_or_else(|| Error::Internal("no client".into()));
+            log.error(&e.to_string());
+            outbox::keep(log, &spool, &entry, &e)?;
+            return Err(e);
+        }
+    };
+    *pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(entry.clone());
+    let ctx = outbox::Ctx {
+        cfg,
+        log,
+        client: &client,
+        deadline,
+    };
+    let result = outbox::handle(&ctx, &spool, &entry);
+    pending.lock().unwrap_or_else(|p| p.into_inner()).take();
+    result
+}
+
+fn flush(loaded: &config::Loaded, log: &log::Log, deadline: Instant) -> Result<(), Error> {
+    let cfg = &loaded.config;
+    if let Some(first) = loaded.errors.first() {
+        for e in &loaded.errors {
+            log.error(&format!("configuration error: {e}"));
+        }
+        return Err(Error::Config(first.clone()));
+    }
+    let Some(dir) = &cfg.spool else {
+        log.info("flush: PREFIXD_SPOOL=off, nothing to deliver");
+        return Ok(());
+    };
+    let spool = Spool::open(dir)
+        .map_err(|e| Error::Config(format!("PREFIXD_SPOOL {}: {e}", dir.display())))?;
+    let client = api::Client::new(cfg, deadline)?;
+    let ctx = outbox::Ctx {
+        cfg,
+        log,
+        client: &client,
+        deadline,
+    };
+    let report = outbox::flush(&ctx, &spool, true)?;
+    if report.busy {
+        log.info("flush: another run is delivering the spool until its deadline");
+        return Ok(());
+    }
+    log.info(&format!(
+        "flush: {} delivered or dropped as stale, {} refused, {} left",
+        report.done.len(),
+        report.dropped.len(),
+        report.left
+    ));
+    report.stopped.map_or(Ok(()), Err)
 }
 
 /// Prints what a real run would send, and sends nothing.
-fn dry_run_print(
-    cfg: &config::Config,
-    notice: &notice::Notice,
-    text: &notice::Details,
-    received: SystemTime,
-) -> Result<(), Error> {
+fn print_dry_run(cfg: &config::Config, n: &notice::Notice, entry: &Entry) -> Result<(), Error> {
     let auth = if cfg.token.is_some() {
         "Authorization: Bearer <redacted>\n"
     } else {
         ""
     };
-    match notice.action {
-        notice::Action::Ban => {
-            let event = deliver::ban_event(notice, text, received)?;
-            let body = miniserde::json::to_string(&event);
-            println!(
-                "POST {}/v1/events\n{auth}Content-Type: application/json\n\n{}",
-                cfg.api,
-                pretty::json(&body)
-            );
-        }
-        _ => {
-            let ip = notice.victim_ip.to_string();
-            println!("GET {}{}\n{auth}", cfg.api, deliver::lookup_path(&ip));
-            println!(
-                "then, for each mitigation_id listed:\nPOST {}/v1/mitigations/{{mitigation_id}}/withdraw\n{auth}Content-Type: application/json\n\n{}",
-                cfg.api,
-                pretty::json(&deliver::withdraw_body(cfg, notice))
-            );
-        }
+    if n.action == notice::Action::Ban {
+        let body = miniserde::json::to_string(&deliver::ban_event(n, entry, false)?);
+        println!(
+            "POST {}/v1/events\n{auth}Content-Type: application/json\n\n{}",
+            cfg.api,
+            pretty::json(&body)
+        );
+    } else {
+        println!(
+            "GET {}{}\n{auth}",
+            cfg.api,
+            deliver::lookup_path(&entry.victim_ip)
+        );
+        println!(
+            "then, for each mitigation_id listed:\nPOST {}/v1/mitigations/{{mitigation_id}}/withdraw\n{auth}Content-Type: application/json\n\n{}",
+            cfg.api,
+            pretty::json(&deliver::withdraw_body(cfg, n))
+        );
     }
     Ok(())
 }
 
 /// FastNetMon waits for us with no timeout of its own: whatever happens, this process ends by
-/// the deadline (plus a moment for the request that is timing out to say so itself).
-fn start_watchdog(deadline: std::time::Duration, log_spec: &str, token: Option<String>) {
-    let log_spec = log_spec.to_string();
+/// the deadline (plus a moment for a request that is timing out to say so itself), keeping
+/// the notice in the spool if it was still on its way.
+fn start_watchdog(cfg: &config::Config, pending: Pending) {
+    let (deadline, log_spec, token, spool) = (
+        cfg.deadline,
+        cfg.log.clone(),
+        cfg.token.clone(),
+        cfg.spool.clone(),
+    );
     std::thread::spawn(move || {
-        std::thread::sleep(deadline + std::time::Duration::from_millis(500));
+        std::thread::sleep(deadline + Duration::from_millis(500));
         let log = log::Log::open(&log_spec, false, token);
         let e = Error::NotDelivered(format!(
             "PREFIXD_DEADLINE of {:.1}s reached; stopped",
             deadline.as_secs_f64()
         ));
         log.error(&e.to_string());
+        if let Some(entry) = pending.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = outbox::keep(&log, &outbox::open_spool(spool.as_deref()), &entry, &e);
+        }
         std::process::exit(i32::from(e.exit_code()));
     });
 }
@@ -235,10 +293,11 @@ fn help() -> String {
         "
 DIRECTION defaults to incoming, PPS to 0, ACTION to ban (ban | unban | attack_details).
 Options: -v/--verbose debug lines in the log; --env-file PATH instead of /etc/default/prefixd
-(or PREFIXD_ENV_FILE); --dry-run prints the request(s) and sends nothing.
+(or PREFIXD_ENV_FILE); --dry-run prints the request(s) and sends nothing; --flush delivers
+what the spool holds.
 
 Exit codes: 0 done | 64 bad arguments | 65 refused by prefixd (400/413/422) | 70 internal
-error | 75 not delivered (unreachable, 5xx, timeout) | 77 token refused (401/403) | 78 config
+error | 75 not delivered, kept in the spool | 77 token refused (401/403), kept | 78 config
 ",
     );
     h

@@ -50,8 +50,10 @@ impl Sandbox {
         };
         let env_file = sb.path("env");
         let log = sb.path("log");
+        let spool = sb.path("spool");
         sb.set("PREFIXD_ENV_FILE", &env_file);
         sb.set("PREFIXD_LOG", &log);
+        sb.set("PREFIXD_SPOOL", &spool);
         sb.set("PREFIXD_API", api);
         sb
     }
@@ -75,6 +77,20 @@ impl Sandbox {
         let p = self.path(name);
         std::fs::write(&p, content).unwrap();
         p
+    }
+
+    /// The spooled notices' file names, oldest first.
+    pub fn spooled(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.dir.join("spool"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".notice"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
     }
 
     pub fn log(&self) -> String {

@@ -1,0 +1,17 @@
+//! prefixd-fastnetmon as a library: the binary in `main.rs` wires these together; the fuzz
+//! targets and tests call the pure parsers directly.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod deliver;
+pub mod details;
+pub mod envfile;
+pub mod error;
+pub mod log;
+pub mod notice;
+pub mod outbox;
+pub mod pretty;
+pub mod spool;
+pub mod time;
+pub mod uuid;
