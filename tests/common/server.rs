@@ -48,6 +48,13 @@ pub enum Behavior {
     Hang(Duration),
     /// Close the connection without answering.
     Drop,
+    /// Send these bytes as they are, then close.
+    Raw(String),
+    /// Send these bytes one at a time, this far apart (a slowloris server).
+    Trickle(String, Duration),
+    /// A status line and a body claiming to be 1 GB, streamed until the client hangs up
+    /// (bounded at 64 MiB).
+    Huge(u16),
 }
 
 #[derive(Debug, Clone)]
@@ -164,6 +171,10 @@ impl Server {
             .push_back((route.to_string(), b));
     }
 
+    pub fn clear_script(&self) {
+        self.state.script.lock().unwrap().clear();
+    }
+
     pub fn reply(&self, route: &str, status: u16, body: &str) {
         self.script(
             route,
@@ -257,6 +268,39 @@ fn serve<S: Read + Write>(st: &State, stream: S) {
         }
         Some(Behavior::Drop) => {
             drop(reader);
+            return;
+        }
+        Some(Behavior::Raw(bytes)) => {
+            let _ = reader.get_mut().write_all(bytes.as_bytes());
+            return;
+        }
+        Some(Behavior::Trickle(bytes, gap)) => {
+            for b in bytes.as_bytes().chunks(1).take(10_000) {
+                if reader
+                    .get_mut()
+                    .write_all(b)
+                    .and_then(|()| reader.get_mut().flush())
+                    .is_err()
+                {
+                    return;
+                }
+                std::thread::sleep(gap);
+            }
+            return;
+        }
+        Some(Behavior::Huge(status)) => {
+            let s = reader.get_mut();
+            let head = format!(
+                "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: 1000000000\r\n\r\n",
+                reason(status)
+            );
+            let _ = s.write_all(head.as_bytes());
+            let chunk = vec![b' '; 64 * 1024];
+            for _ in 0..1024 {
+                if s.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
             return;
         }
         Some(Behavior::Reply { status, body }) => (status, body),

@@ -1,0 +1,496 @@
+//! Bad input everywhere — argv, stdin, env file, prefixd's replies — as one table. Every case
+//! must end with its documented exit code, a log line naming the problem, no panic, and the
+//! notice kept in the spool whenever it was not delivered but could be later.
+
+mod common;
+
+use common::server::{Behavior, Server};
+use common::{BIN, Sandbox};
+use std::os::unix::ffi::OsStrExt;
+use std::time::Duration;
+
+const UDP: &[u8] = b"Attack type: udp_flood\nAttack protocol: udp\n";
+const MITIGATION: &str = "00000000-0000-4000-8000-0000000000aa";
+
+struct Case {
+    name: &'static str,
+    args: Vec<String>,
+    stdin: Vec<u8>,
+    /// Variables to set (value "" removes it).
+    env: Vec<(&'static str, String)>,
+    /// Scripted replies, queued before the run.
+    replies: Vec<(&'static str, Behavior)>,
+    code: i32,
+    /// Must appear in the log (or stderr when the log is not reachable).
+    says: &'static str,
+    /// How many requests prefixd must have seen (None: any).
+    requests: Option<usize>,
+}
+
+fn case(name: &'static str, args: &[&str], code: i32, says: &'static str) -> Case {
+    Case {
+        name,
+        args: args.iter().map(|s| s.to_string()).collect(),
+        stdin: UDP.to_vec(),
+        env: vec![],
+        replies: vec![],
+        code,
+        says,
+        requests: None,
+    }
+}
+
+impl Case {
+    fn stdin(mut self, s: impl Into<Vec<u8>>) -> Self {
+        self.stdin = s.into();
+        self
+    }
+    fn env(mut self, k: &'static str, v: &str) -> Self {
+        self.env.push((k, v.to_string()));
+        self
+    }
+    fn reply(mut self, route: &'static str, b: Behavior) -> Self {
+        self.replies.push((route, b));
+        self
+    }
+    fn status(self, route: &'static str, status: u16, body: &str) -> Self {
+        self.reply(
+            route,
+            Behavior::Reply {
+                status,
+                body: body.into(),
+            },
+        )
+    }
+    fn sends(mut self, n: usize) -> Self {
+        self.requests = Some(n);
+        self
+    }
+}
+
+fn list_of(row: &str) -> String {
+    format!(r#"{{"mitigations":[{row}],"count":1}}"#)
+}
+
+fn cases(sb_dir: &str) -> Vec<Case> {
+    let ban = ["192.0.2.10", "incoming", "1000", "ban"];
+    let unban = ["192.0.2.10", "incoming", "1000", "unban"];
+    let big_line = format!("PREFIXD_OPERATOR={}\n", "x".repeat(1024 * 1024));
+    let huge_file = "# padding\n".repeat(500_000);
+    vec![
+        // argv
+        case("missing IP", &[], 64, "usage: missing IP").sends(0),
+        case(
+            "CIDR",
+            &["192.0.2.10/32"],
+            64,
+            "is not a bare IPv4 or IPv6 address",
+        )
+        .sends(0),
+        case(
+            "octet over 255",
+            &["999.1.1.1"],
+            64,
+            "\"999.1.1.1\" is not a bare",
+        )
+        .sends(0),
+        case("empty IP", &[""], 64, "\"\" is not a bare").sends(0),
+        case("hostname", &["prefixd.example"], 64, "is not a bare").sends(0),
+        case("IPv6 zone", &["fe80::1%eth0"], 64, "is not a bare").sends(0),
+        case(
+            "unknown action",
+            &["192.0.2.10", "incoming", "5", "block"],
+            64,
+            "unknown ACTION \"block\"",
+        )
+        .sends(0),
+        case(
+            "action is case-sensitive",
+            &["192.0.2.10", "incoming", "5", "BAN"],
+            64,
+            "unknown ACTION",
+        )
+        .sends(0),
+        case(
+            "stray argument",
+            &["192.0.2.10", "incoming", "5", "ban", "x"],
+            64,
+            "too many arguments",
+        )
+        .sends(0),
+        case(
+            "unknown flag",
+            &["--force", "192.0.2.10"],
+            64,
+            "unknown option --force",
+        )
+        .sends(0),
+        case(
+            "flag without value",
+            &["--env-file"],
+            64,
+            "--env-file needs a path",
+        )
+        .sends(0),
+        case(
+            "huge pps",
+            &["192.0.2.10", "incoming", "99999999999999999999999", "ban"],
+            0,
+            "sent as null",
+        )
+        .sends(1),
+        case(
+            "negative pps",
+            &["192.0.2.10", "incoming", "-5", "ban"],
+            0,
+            "PPS \"-5\" is not a non-negative integer",
+        )
+        .sends(1),
+        case(
+            "non-numeric pps",
+            &["192.0.2.10", "incoming", "1e6", "ban"],
+            0,
+            "sent as null",
+        )
+        .sends(1),
+        case(
+            "odd direction",
+            &["192.0.2.10", "in\u{7}coming", "5", "ban"],
+            0,
+            "unexpected DIRECTION \"in?coming\"",
+        )
+        .sends(1),
+        // stdin
+        case("empty stdin", &ban, 0, "vector=unknown")
+            .stdin(b"".to_vec())
+            .sends(1),
+        case("10 MiB stdin", &ban, 0, "-> 202")
+            .stdin(vec![b'A'; 10 << 20])
+            .sends(1),
+        case("binary stdin", &ban, 0, "-> 202")
+            .stdin((0..=255u8).cycle().take(70_000).collect::<Vec<u8>>())
+            .sends(1),
+        case("NUL bytes", &ban, 0, "-> 202")
+            .stdin(b"Attack type: udp_flood\0\0\0\n".to_vec())
+            .sends(1),
+        case("invalid UTF-8", &ban, 0, "vector=udp_flood")
+            .stdin(b"Attack type: udp_flood\n\xc3\x28\xff\n".to_vec())
+            .sends(1),
+        // env file
+        case("env file is a directory", &ban, 78, "not a regular file")
+            .env("PREFIXD_ENV_FILE", "/tmp"),
+        case("env file under a file", &ban, 78, "Not a directory")
+            .env("PREFIXD_ENV_FILE", "/etc/hostname/x"),
+        case("env file is binary", &ban, 78, "holds NUL bytes")
+            .env("PREFIXD_ENV_FILE", &format!("{sb_dir}/binary.env")),
+        case(
+            "1 MiB line",
+            &ban,
+            0,
+            "line longer than 64 KiB; line skipped",
+        )
+        .env("PREFIXD_ENV_FILE", &write(sb_dir, "bigline.env", &big_line))
+        .sends(1),
+        case("env file over 4 MiB", &ban, 78, "larger than 4 MiB")
+            .env("PREFIXD_ENV_FILE", &write(sb_dir, "huge.env", &huge_file)),
+        case(
+            "token file missing",
+            &ban,
+            78,
+            "PREFIXD_TOKEN_FILE /nonexistent/token: No such file",
+        )
+        .env("PREFIXD_TOKEN_FILE", "/nonexistent/token")
+        .sends(0),
+        case("token twice", &ban, 78, "are both set")
+            .env("PREFIXD_TOKEN", "a")
+            .env("PREFIXD_TOKEN_FILE", "/etc/hostname")
+            .sends(0),
+        case(
+            "URL without scheme",
+            &ban,
+            78,
+            "PREFIXD_API=prefixd:8080 (from environment): must start with http",
+        )
+        .env("PREFIXD_API", "prefixd:8080")
+        .sends(0),
+        case(
+            "zero deadline",
+            &ban,
+            78,
+            "PREFIXD_DEADLINE=0 (from environment)",
+        )
+        .env("PREFIXD_DEADLINE", "0")
+        .sends(0),
+        case("unbounded retries", &ban, 78, "PREFIXD_RETRIES=1000")
+            .env("PREFIXD_RETRIES", "1000")
+            .sends(0),
+        // prefixd's replies
+        case(
+            "non-JSON 202",
+            &ban,
+            0,
+            "delivered; POST /v1/events answered 202 with a body we do not understand: <html>",
+        )
+        .status("POST /v1/events", 202, "<html>ok</html>")
+        .sends(1),
+        case(
+            "empty 202",
+            &ban,
+            0,
+            "answered 202 with a body we do not understand: (empty body)",
+        )
+        .status("POST /v1/events", 202, "")
+        .sends(1),
+        case("truncated body", &ban, 0, "body not read")
+            .reply(
+                "POST /v1/events",
+                Behavior::Raw(
+                    "HTTP/1.1 202 Accepted\r\ncontent-length: 500\r\n\r\n{\"status\":\"acc".into(),
+                ),
+            )
+            .sends(1),
+        case(
+            "wrong types in reply",
+            &ban,
+            0,
+            "with a body we do not understand",
+        )
+        .status(
+            "POST /v1/events",
+            202,
+            r#"{"status":7,"mitigation_id":[1]}"#,
+        )
+        .sends(1),
+        case("1 GB reply", &ban, 0, "body not read: reply larger than")
+            .reply("POST /v1/events", Behavior::Huge(202))
+            .sends(1),
+        case("3xx redirect", &ban, 78, "answered 301")
+            .status("POST /v1/events", 301, "")
+            .sends(1),
+        case(
+            "404 wrong base path",
+            &ban,
+            65,
+            "POST /v1/events answered 404",
+        )
+        .status("POST /v1/events", 404, "")
+        .sends(1),
+        case(
+            "413 too large",
+            &ban,
+            65,
+            "answered 413: length limit exceeded",
+        )
+        .status("POST /v1/events", 413, "length limit exceeded")
+        .sends(1),
+        case("400 invalid IP", &ban, 65, "invalid IP address")
+            .status(
+                "POST /v1/events",
+                400,
+                r#"{"error":"invalid request: invalid IP address: 'x'"}"#,
+            )
+            .sends(1),
+        case("409 duplicate", &ban, 0, "409 already received")
+            .status("POST /v1/events", 409, r#"{"error":"duplicate event"}"#)
+            .sends(1),
+        case("429 then 202", &ban, 0, "attempt 1/3: HTTP 429")
+            .status("POST /v1/events", 429, "")
+            .sends(2),
+        case("408 then 202", &ban, 0, "attempt 1/3: HTTP 408")
+            .status("POST /v1/events", 408, "")
+            .sends(2),
+        case("500 HTML then 202", &ban, 0, "HTTP 500: <h1>oops</h1>")
+            .status("POST /v1/events", 500, "<h1>oops</h1>")
+            .sends(2),
+        case("garbage status line", &ban, 0, "attempt 1/3")
+            .reply(
+                "POST /v1/events",
+                Behavior::Raw("SPDY/9 banana\r\n\r\n".into()),
+            )
+            .sends(2),
+        case("slowloris", &ban, 75, "timed out")
+            .reply(
+                "POST /v1/events",
+                Behavior::Trickle(
+                    "HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{}".into(),
+                    Duration::from_millis(400),
+                ),
+            )
+            .env("PREFIXD_TIMEOUT", "1")
+            .env("PREFIXD_DEADLINE", "1.5")
+            .env("PREFIXD_RETRIES", "1")
+            .sends(1),
+        case(
+            "401 empty on lookup",
+            &unban,
+            77,
+            "GET /v1/mitigations answered 401: (empty body)",
+        )
+        .status("GET /v1/mitigations?", 401, "")
+        .sends(1),
+        case(
+            "lookup not JSON",
+            &unban,
+            75,
+            "GET /v1/mitigations answered 200 with a body we do not understand",
+        )
+        .status("GET /v1/mitigations?", 200, "not json")
+        .sends(1),
+        case("lookup wrong types", &unban, 75, "we do not understand")
+            .status("GET /v1/mitigations?", 200, r#"{"mitigations":"none"}"#)
+            .sends(1),
+        case(
+            "mitigation_id not a UUID",
+            &unban,
+            65,
+            "not a UUID: \"../../x\"",
+        )
+        .status(
+            "GET /v1/mitigations?",
+            200,
+            &list_of(r#"{"mitigation_id":"../../x","status":"active"}"#),
+        )
+        .sends(1),
+        case(
+            "other victim's row ignored",
+            &unban,
+            0,
+            "nothing to withdraw",
+        )
+        .env("UNBAN_QUERY_RETRIES", "1")
+        .status(
+            "GET /v1/mitigations?",
+            200,
+            &list_of(&format!(
+                r#"{{"mitigation_id":"{MITIGATION}","status":"active","victim_ip":"192.0.2.99"}}"#
+            )),
+        )
+        .sends(1),
+        case("withdraw 500 then 200", &unban, 0, "attempt 1/3: HTTP 500")
+            .status(
+                "GET /v1/mitigations?",
+                200,
+                &list_of(&format!(
+                    r#"{{"mitigation_id":"{MITIGATION}","status":"active"}}"#
+                )),
+            )
+            .status("POST /v1/mitigations/", 500, "")
+            .status("POST /v1/mitigations/", 200, "{}")
+            .sends(3),
+    ]
+}
+
+fn write(dir: &str, name: &str, content: &str) -> String {
+    let p = format!("{dir}/{name}");
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+#[test]
+fn bad_input_table() {
+    let srv = Server::start();
+    let scratch = Sandbox::new(&srv.url);
+    let dir = scratch.dir.display().to_string();
+    std::fs::write(format!("{dir}/binary.env"), b"PREFIXD_API=x\0\x01\x02").unwrap();
+    let table = cases(&dir);
+    assert!(table.len() >= 40, "{} cases", table.len());
+    let mut failures = Vec::new();
+    for c in table {
+        srv.clear();
+        let mut sb = Sandbox::new(&srv.url);
+        sb.set("PREFIXD_RETRIES", "3");
+        for (k, v) in &c.env {
+            if v.is_empty() {
+                sb.unset(k);
+            } else {
+                sb.set(k, v);
+            }
+        }
+        for (route, b) in &c.replies {
+            srv.script(route, b.clone());
+        }
+        let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
+        let r = sb.run(&args, Some(&c.stdin));
+        let log = sb.log();
+        let said = log.contains(c.says) || r.stderr.contains(c.says);
+        let kept = sb.spooled().len();
+        let mut wrong = Vec::new();
+        if r.code != c.code {
+            wrong.push(format!("exit {} (want {})", r.code, c.code));
+        }
+        if !said {
+            wrong.push(format!("no {:?}", c.says));
+        }
+        if r.stderr.contains("panicked") || log.contains("panicked") {
+            wrong.push("panicked".into());
+        }
+        if let Some(n) = c.requests
+            && srv.requests().len() != n
+        {
+            wrong.push(format!("{} requests (want {n})", srv.requests().len()));
+        }
+        // Not delivered but deliverable later: kept. Delivered or final: not kept.
+        let want_kept = usize::from(matches!(c.code, 75 | 77 | 78));
+        if kept != want_kept {
+            wrong.push(format!("{kept} spooled (want {want_kept})"));
+        }
+        if !r.stdout.is_empty() {
+            wrong.push(format!("stdout not quiet: {:?}", r.stdout));
+        }
+        if !wrong.is_empty() {
+            failures.push(format!(
+                "{}: {}\n   log: {}",
+                c.name,
+                wrong.join(", "),
+                log.lines().last().unwrap_or(&r.stderr)
+            ));
+        }
+        // Scripted replies a case did not use must not leak into the next one.
+        srv.clear_script();
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn argv_that_is_not_utf8_is_a_usage_error() {
+    let srv = Server::start();
+    let sb = Sandbox::new(&srv.url);
+    let out = std::process::Command::new(&*BIN)
+        .arg(std::ffi::OsStr::from_bytes(b"192.0.2.\xff"))
+        .env_clear()
+        .envs(sb.env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(sb.log().contains("is not valid UTF-8"), "{}", sb.log());
+    assert!(srv.requests().is_empty());
+}
+
+#[test]
+fn a_terminal_on_stdin_is_not_read() {
+    // `script` gives the run a pseudo-terminal as stdin; a ban must not wait for it.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no `script` (util-linux) on this machine");
+        return;
+    }
+    let srv = Server::start();
+    let sb = Sandbox::new(&srv.url);
+    let env: String = sb.env.iter().map(|(k, v)| format!("{k}='{v}' ")).collect();
+    let cmd = format!(
+        "env -i {env} {} 192.0.2.10 incoming 5 ban; echo exit=$?",
+        &*BIN
+    );
+    let out = std::process::Command::new("timeout")
+        .args(["20", "script", "-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("exit=0"), "{text}");
+    assert_eq!(srv.requests().len(), 1);
+    assert!(sb.log().contains("vector=unknown"), "{}", sb.log());
+}

@@ -1,0 +1,415 @@
+//! Never lose a ban: prefixd down, slow, hung, restarting; many FastNetMon threads at once; a
+//! flush killed half-way. The built binary against a loopback prefixd stand-in.
+
+mod common;
+
+use common::server::{Options, Server};
+use common::{Sandbox, s};
+use miniserde::json::Value;
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A loopback port with nothing listening (bound, noted, closed).
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn ban_text(ip: &str) -> String {
+    format!(
+        "IP: {ip}\nAttack type: udp_flood\nAttack protocol: udp\nTotal incoming traffic: 12 mbps\n"
+    )
+}
+
+fn posted_ips(srv: &Server) -> Vec<String> {
+    srv.requests()
+        .iter()
+        .filter(|r| r.target == "/v1/events")
+        .map(|r| s(r.json().get("victim_ip")))
+        .collect()
+}
+
+#[test]
+fn prefixd_down_then_back_loses_nothing() {
+    let port = dead_port();
+    let mut sb = Sandbox::new(&format!("http://127.0.0.1:{port}"));
+    sb.set("PREFIXD_RETRIES", "1");
+    let ips: Vec<String> = (1..=20).map(|i| format!("192.0.2.{i}")).collect();
+    for ip in &ips {
+        let r = sb.run(
+            &[ip, "incoming", "1000", "ban"],
+            Some(ban_text(ip).as_bytes()),
+        );
+        assert_eq!(r.code, 75, "{ip}: {}", sb.log());
+    }
+    assert_eq!(sb.spooled().len(), 20);
+    assert!(
+        sb.log().contains("queued behind 19 spooled notice(s)"),
+        "{}",
+        sb.log()
+    );
+
+    // prefixd comes back on the same address.
+    let srv = Server::bind(&format!("127.0.0.1:{port}"), Options::default());
+    let r = sb.run(&["--flush"], None);
+    assert_eq!(r.code, 0, "{}", sb.log());
+    assert_eq!(posted_ips(&srv), ips, "in order, once each");
+    for req in srv.requests() {
+        let body = req.json();
+        let Some(Value::Object(raw)) = body.get("raw_details") else {
+            panic!()
+        };
+        assert!(matches!(raw.get("replayed"), Some(Value::Bool(true))));
+        assert!(matches!(
+            raw.get("replay_delay_seconds"),
+            Some(Value::Number(_))
+        ));
+    }
+    assert!(sb.spooled().is_empty());
+    assert!(
+        sb.log()
+            .contains("flush: 20 delivered or dropped as stale, 0 refused, 0 left"),
+        "{}",
+        sb.log()
+    );
+
+    srv.clear();
+    assert_eq!(sb.run(&["--flush"], None).code, 0);
+    assert!(srv.requests().is_empty(), "a second flush sends nothing");
+}
+
+#[test]
+fn a_replayed_ban_keeps_its_original_timestamp() {
+    let port = dead_port();
+    let mut sb = Sandbox::new(&format!("http://127.0.0.1:{port}"));
+    sb.set("PREFIXD_RETRIES", "1");
+    let before = std::time::SystemTime::now();
+    assert_eq!(
+        sb.run(
+            &["192.0.2.10", "incoming", "5", "ban"],
+            Some(b"Attack type: syn_flood\n")
+        )
+        .code,
+        75
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let srv = Server::bind(&format!("127.0.0.1:{port}"), Options::default());
+    assert_eq!(sb.run(&["--flush"], None).code, 0);
+    let ts = s(srv.requests()[0].json().get("timestamp"));
+    let secs = before
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let want = [secs, secs + 1].map(prefixd_fastnetmon::time::rfc3339_from_unix);
+    assert!(want.contains(&ts), "{ts} vs {want:?}");
+}
+
+#[test]
+fn a_spooled_ban_is_dropped_by_a_later_unban() {
+    let port = dead_port();
+    let mut sb = Sandbox::new(&format!("http://127.0.0.1:{port}"));
+    sb.set("PREFIXD_RETRIES", "1");
+    assert_eq!(
+        sb.run(
+            &["192.0.2.10", "incoming", "5", "ban"],
+            Some(b"Attack type: udp_flood\n")
+        )
+        .code,
+        75
+    );
+    assert_eq!(sb.spooled().len(), 1);
+    let srv = Server::bind(&format!("127.0.0.1:{port}"), Options::default());
+    let id = srv.add_mitigation("192.0.2.10", "udp_flood", "active");
+    let r = sb.run(&["192.0.2.10", "incoming", "5", "unban"], None);
+    assert_eq!(r.code, 0, "{}", sb.log());
+    let lines: Vec<String> = srv
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.target))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "GET /v1/mitigations?status=pending,active,escalated&victim_ip=192.0.2.10&limit=1000"
+                .to_string(),
+            format!("POST /v1/mitigations/{id}/withdraw"),
+        ],
+        "the spooled ban is never sent, the unban is, once"
+    );
+    assert!(sb.spooled().is_empty());
+    assert!(
+        sb.log()
+            .contains("dropped spooled ban 192.0.2.10 received "),
+        "{}",
+        sb.log()
+    );
+    assert!(
+        sb.log().contains(": an unban for it came later"),
+        "{}",
+        sb.log()
+    );
+}
+
+#[test]
+fn an_unban_spooled_behind_a_ban_is_delivered_after_it() {
+    let port = dead_port();
+    let mut sb = Sandbox::new(&format!("http://127.0.0.1:{port}"));
+    sb.set("PREFIXD_RETRIES", "1")
+        .set("UNBAN_QUERY_RETRIES", "1");
+    assert_eq!(
+        sb.run(
+            &["192.0.2.10", "incoming", "5", "ban"],
+            Some(b"Attack type: udp_flood\n")
+        )
+        .code,
+        75
+    );
+    assert_eq!(
+        sb.run(&["192.0.2.10", "incoming", "5", "unban"], None).code,
+        75
+    );
+    assert_eq!(
+        sb.run(
+            &["192.0.2.10", "incoming", "5", "ban"],
+            Some(b"Attack type: udp_flood\n")
+        )
+        .code,
+        75
+    );
+    // The unban dropped the first ban at once, before it is sent.
+    assert_eq!(sb.spooled().len(), 2);
+    let srv = Server::bind(&format!("127.0.0.1:{port}"), Options::default());
+    assert_eq!(sb.run(&["--flush"], None).code, 0, "{}", sb.log());
+    // First ban dropped (an unban follows); the unban finds nothing; the newer ban stays active.
+    let lines: Vec<String> = srv
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.target))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "GET /v1/mitigations?status=pending,active,escalated&victim_ip=192.0.2.10&limit=1000",
+            "POST /v1/events"
+        ]
+    );
+    assert_eq!(srv.mitigations().len(), 1);
+    assert_eq!(
+        srv.mitigations()[0].status,
+        "active",
+        "a stale unban never withdraws a newer ban"
+    );
+}
+
+#[test]
+fn refused_token_and_bad_configuration_are_kept_for_after_the_fix() {
+    let srv = Server::with(Options {
+        token: Some("right".into()),
+        ..Default::default()
+    });
+    let mut sb = Sandbox::new(&srv.url);
+    sb.set("PREFIXD_TOKEN", "wrong");
+    assert_eq!(
+        sb.run(&["192.0.2.10"], Some(b"Attack type: udp_flood\n"))
+            .code,
+        77
+    );
+    sb.set("PREFIXD_TOKEN", "right")
+        .set("PREFIXD_TIMEOUT", "soon");
+    assert_eq!(
+        sb.run(&["192.0.2.11"], Some(b"Attack type: udp_flood\n"))
+            .code,
+        78
+    );
+    assert_eq!(sb.spooled().len(), 2);
+    assert_eq!(srv.requests().len(), 1);
+    sb.unset("PREFIXD_TIMEOUT");
+    assert_eq!(sb.run(&["--flush"], None).code, 0, "{}", sb.log());
+    assert_eq!(posted_ips(&srv), ["192.0.2.10", "192.0.2.10", "192.0.2.11"]);
+}
+
+#[test]
+fn a_spool_that_cannot_be_written_puts_the_notice_in_the_log() {
+    let port = dead_port();
+    let mut sb = Sandbox::new(&format!("http://127.0.0.1:{port}"));
+    sb.set("PREFIXD_RETRIES", "1")
+        .set("PREFIXD_SPOOL", "/proc/prefixd-spool");
+    let r = sb.run(
+        &["192.0.2.10", "incoming", "77", "ban"],
+        Some(b"Attack type: udp_flood\n"),
+    );
+    assert_eq!(r.code, 75);
+    let log = sb.log();
+    assert!(log.contains("ERROR ban 192.0.2.10 LOST unless replayed by hand: cannot use the spool /proc/prefixd-spool"), "{log}");
+    assert!(log.contains(r#""victim_ip":"192.0.2.10","direction":"incoming","pps":"77","action":"ban","details":"Attack type: udp_flood\n""#), "{log}");
+
+    sb.set("PREFIXD_SPOOL", "off");
+    assert_eq!(sb.run(&["192.0.2.10"], Some(b"")).code, 75);
+    assert!(
+        sb.log()
+            .contains("LOST unless replayed by hand: the spool is off (PREFIXD_SPOOL=off)")
+    );
+}
+
+#[test]
+fn spooled_bans_older_than_max_age_are_dropped_with_a_log_line() {
+    let port = dead_port();
+    let mut sb = Sandbox::new(&format!("http://127.0.0.1:{port}"));
+    sb.set("PREFIXD_RETRIES", "1")
+        .set("PREFIXD_SPOOL_MAX_AGE", "0.5");
+    assert_eq!(
+        sb.run(&["192.0.2.10"], Some(b"Attack type: udp_flood\n"))
+            .code,
+        75
+    );
+    assert_eq!(
+        sb.run(&["192.0.2.10", "incoming", "0", "unban"], None).code,
+        75
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let srv = Server::bind(&format!("127.0.0.1:{port}"), Options::default());
+    assert_eq!(sb.run(&["--flush"], None).code, 0);
+    // The ban is dropped (too old, and superseded); the unban is always sent.
+    assert_eq!(srv.requests().len(), 1);
+    assert_eq!(srv.requests()[0].method, "GET");
+}
+
+/// Spawns the binary without waiting (for concurrent runs).
+fn spawn(sb: &Sandbox, args: &[&str], stdin: &[u8]) -> std::process::Child {
+    let mut c = Command::new(&*common::BIN);
+    c.args(args).env_clear().env("PATH", "/usr/bin:/bin");
+    for (k, v) in &sb.env {
+        c.env(k, v);
+    }
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    use std::io::Write;
+    let mut pipe = child.stdin.take().unwrap();
+    let _ = pipe.write_all(stdin);
+    child
+}
+
+#[test]
+fn storm_of_200_concurrent_bans_against_a_slow_prefixd() {
+    let srv = Server::with(Options {
+        delay: Duration::from_millis(50),
+        ..Default::default()
+    });
+    let sb = Sandbox::new(&srv.url);
+    let ips: Vec<String> = (0..200)
+        .map(|i| format!("198.51.{}.{}", 100 + i / 100, i % 100 + 1))
+        .collect();
+    let started = Instant::now();
+    let children: Vec<_> = ips
+        .iter()
+        .map(|ip| {
+            spawn(
+                &sb,
+                &[ip, "incoming", "1000", "ban"],
+                ban_text(ip).as_bytes(),
+            )
+        })
+        .collect();
+    let codes: Vec<i32> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap().status.code().unwrap_or(-1))
+        .collect();
+    let took = started.elapsed();
+    assert!(codes.iter().all(|c| *c == 0 || *c == 75), "{codes:?}");
+    let r = sb.run(&["--flush"], None);
+    assert_eq!(r.code, 0, "{}", sb.log());
+
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for ip in posted_ips(&srv) {
+        *counts.entry(ip).or_default() += 1;
+    }
+    let missing: Vec<&String> = ips.iter().filter(|ip| !counts.contains_key(*ip)).collect();
+    let twice: Vec<(&String, &usize)> = counts.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(
+        missing.is_empty() && twice.is_empty(),
+        "missing {missing:?}, more than once {twice:?}"
+    );
+    assert!(sb.spooled().is_empty());
+    // One line per step, never interleaved.
+    for line in sb.log().lines() {
+        assert!(
+            line.len() > 40 && line.as_bytes()[4] == b'-' && line.contains(" prefixd-fastnetmon["),
+            "{line:?}"
+        );
+        assert_eq!(line.matches(" prefixd-fastnetmon[").count(), 1, "{line:?}");
+    }
+    eprintln!(
+        "storm: 200 runs in {took:?}, {} exited 0",
+        codes.iter().filter(|c| **c == 0).count()
+    );
+}
+
+#[test]
+fn kill_9_in_the_middle_of_a_flush_loses_nothing() {
+    let port = dead_port();
+    let mut sb = Sandbox::new(&format!("http://127.0.0.1:{port}"));
+    sb.set("PREFIXD_RETRIES", "1");
+    let ips: Vec<String> = (1..=20).map(|i| format!("203.0.113.{i}")).collect();
+    for ip in &ips {
+        assert_eq!(sb.run(&[ip], Some(ban_text(ip).as_bytes())).code, 75);
+    }
+    let srv = Server::bind(
+        &format!("127.0.0.1:{port}"),
+        Options {
+            delay: Duration::from_millis(100),
+            ..Default::default()
+        },
+    );
+    let mut flusher = spawn(&sb, &["--flush"], b"");
+    // Kill it once a few notices went through (bounded wait).
+    let until = Instant::now() + Duration::from_secs(10);
+    while srv.requests().len() < 5 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    flusher.kill().unwrap();
+    flusher.wait().unwrap();
+    let first = posted_ips(&srv).len();
+    assert!((5..20).contains(&first), "killed after {first}");
+
+    assert_eq!(sb.run(&["--flush"], None).code, 0, "{}", sb.log());
+    let got = posted_ips(&srv);
+    for ip in &ips {
+        assert!(got.contains(ip), "{ip} lost");
+    }
+    // At most the notice in flight when killed is sent twice (README: "When prefixd is down").
+    assert!(got.len() <= 21, "{} sent for 20", got.len());
+    assert!(sb.spooled().is_empty());
+}
+
+#[test]
+fn concurrent_flushes_never_deliver_one_notice_twice() {
+    let port = dead_port();
+    let mut sb = Sandbox::new(&format!("http://127.0.0.1:{port}"));
+    sb.set("PREFIXD_RETRIES", "1");
+    for i in 1..=10 {
+        let ip = format!("192.0.2.{i}");
+        assert_eq!(sb.run(&[&ip], Some(b"")).code, 75);
+    }
+    let srv = Server::bind(
+        &format!("127.0.0.1:{port}"),
+        Options {
+            delay: Duration::from_millis(30),
+            ..Default::default()
+        },
+    );
+    let flushers: Vec<_> = (0..4).map(|_| spawn(&sb, &["--flush"], b"")).collect();
+    for f in flushers {
+        assert_eq!(f.wait_with_output().unwrap().status.code(), Some(0));
+    }
+    let got = posted_ips(&srv);
+    assert_eq!(got.len(), 10, "{got:?}");
+    assert!(sb.spooled().is_empty());
+}
