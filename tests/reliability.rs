@@ -7,7 +7,7 @@ use common::server::{Options, Server};
 use common::{Sandbox, s};
 use miniserde::json::Value;
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// A loopback port with nothing listening (bound, noted, closed).
@@ -280,8 +280,8 @@ fn spooled_bans_older_than_max_age_are_dropped_with_a_log_line() {
 
 /// Spawns the binary without waiting (for concurrent runs).
 fn spawn(sb: &Sandbox, args: &[&str], stdin: &[u8]) -> std::process::Child {
-    let mut c = Command::new(&*common::BIN);
-    c.args(args).env_clear().env("PATH", "/usr/bin:/bin");
+    let mut c = common::command(args);
+    c.env_clear().env("PATH", "/usr/bin:/bin");
     for (k, v) in &sb.env {
         c.env(k, v);
     }

@@ -98,8 +98,8 @@ impl Sandbox {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&*BIN);
-        c.args(args).env_clear().env("PATH", "/usr/bin:/bin");
+        let mut c = command(args);
+        c.env_clear().env("PATH", "/usr/bin:/bin");
         for (k, v) in &self.env {
             c.env(k, v);
         }
@@ -166,6 +166,23 @@ impl Sandbox {
             took: started.elapsed(),
         }
     }
+}
+
+/// The binary with `args`, run through `PFN_RUNNER` (e.g. `qemu-arm -cpu arm1176`) when set,
+/// so that the same tests check a cross-built binary under emulation.
+pub fn command(args: &[&str]) -> Command {
+    let runner = std::env::var("PFN_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    let mut c = match words.next() {
+        Some(prog) => {
+            let mut c = Command::new(prog);
+            c.args(words).arg(&*BIN);
+            c
+        }
+        None => Command::new(&*BIN),
+    };
+    c.args(args);
+    c
 }
 
 impl Drop for Sandbox {
