@@ -78,6 +78,8 @@ pub struct Config {
     /// None: `PREFIXD_SPOOL=off`.
     pub spool: Option<PathBuf>,
     pub spool_max_age: Duration,
+    /// Custom vector rules (`PREFIXD_VECTOR_RULES`), first match wins.
+    pub rules: Vec<crate::rules::Rule>,
     pub debug: bool,
     /// Where each variable's value came from, in `VARIABLES` order.
     pub sources: Vec<Origin>,
@@ -207,8 +209,7 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
         |s| parse_seconds(s, false),
         secs(3600),
     );
-    // Validated now so that a typo is reported today; custom rules come later.
-    let _vector_rules = r.opt("PREFIXD_VECTOR_RULES", |s| Ok(PathBuf::from(s)));
+    let rules_file = r.opt("PREFIXD_VECTOR_RULES", |s| Ok(PathBuf::from(s)));
     let debug = r.get("PREFIXD_DEBUG", parse_bool, false);
     let sources = r.sources;
 
@@ -255,6 +256,22 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
         (None, None) => None,
     };
 
+    let rules = match &rules_file {
+        None => Vec::new(),
+        Some(path) => match read_small(path, 1024 * 1024).and_then(|text| {
+            crate::rules::parse(&path.display().to_string(), &text).map_err(|e| e.join("; "))
+        }) {
+            Ok((rules, w)) => {
+                warnings.extend(w);
+                rules
+            }
+            Err(e) => {
+                errors.push(format!("PREFIXD_VECTOR_RULES {}: {e}", path.display()));
+                Vec::new()
+            }
+        },
+    };
+
     let config = Config {
         api,
         token,
@@ -269,6 +286,7 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
         retries,
         spool,
         spool_max_age,
+        rules,
         debug,
         sources,
         env_file,
@@ -451,6 +469,19 @@ fn read_env_file(path: &str) -> Result<Option<(String, u32)>, String> {
         String::from_utf8_lossy(&bytes).into_owned(),
         meta.permissions().mode(),
     )))
+}
+
+/// A small text file (rules), bounded.
+fn read_small(path: &PathBuf, max: u64) -> Result<String, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!("larger than {max} bytes"));
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn read_token_file(path: &PathBuf) -> Result<(String, u32), String> {

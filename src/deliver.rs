@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::log::Log;
 use crate::notice::Notice;
+use crate::rules::{self, Rule};
 use crate::spool::Entry;
 use crate::{details, time, uuid};
 use miniserde::json::{Number, Object, Value};
@@ -21,9 +22,45 @@ pub fn received(entry: &Entry) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(entry.received_ms)
 }
 
+/// Which vector a ban carries, and why.
+pub struct VectorChoice {
+    pub vector: String,
+    /// `file:line` of the custom rule that chose it; None: built-in detection.
+    pub rule: Option<String>,
+    pub builtin: &'static str,
+}
+
+pub fn choose_vector(rules: &[Rule], notice: &Notice, entry: &Entry) -> VectorChoice {
+    let parsed = details::parse(&entry.details);
+    let builtin = details::vector(&parsed, notice.victim_ip, &notice.direction);
+    let facts = rules::Facts {
+        details: &parsed,
+        text: &entry.details,
+        pps: notice.pps,
+        mbps: details::mbps(&parsed, &notice.direction),
+    };
+    match rules::first_match(rules, &facts) {
+        Some(r) => VectorChoice {
+            vector: r.vector.clone(),
+            rule: Some(r.origin.clone()),
+            builtin,
+        },
+        None => VectorChoice {
+            vector: builtin.into(),
+            rule: None,
+            builtin,
+        },
+    }
+}
+
 /// The event for one ban attempt, with a fresh `event_id`. A replayed ban keeps the time
 /// FastNetMon reported it and says how late it is.
-pub fn ban_event(notice: &Notice, entry: &Entry, replay: bool) -> Result<Event, Error> {
+pub fn ban_event(
+    notice: &Notice,
+    entry: &Entry,
+    replay: bool,
+    vector: &str,
+) -> Result<Event, Error> {
     let parsed = details::parse(&entry.details);
     let text = |s: &str| Value::String(s.to_string());
     let mut raw = Object::new();
@@ -45,7 +82,7 @@ pub fn ban_event(notice: &Notice, entry: &Entry, replay: bool) -> Result<Event, 
         timestamp: time::rfc3339(received(entry)),
         source: "fastnetmon".into(),
         victim_ip: notice.victim_ip.to_string(),
-        vector: details::vector(&parsed, notice.victim_ip, &notice.direction).into(),
+        vector: vector.into(),
         action: "ban".into(),
         pps: notice.pps,
         bps: details::bps(&parsed, &notice.direction),
@@ -53,38 +90,79 @@ pub fn ban_event(notice: &Notice, entry: &Entry, replay: bool) -> Result<Event, 
     })
 }
 
+/// Sends the ban. A vector chosen by a custom rule that prefixd refuses (422: a vector it does
+/// not know yet) is sent again at once with the built-in vector, so the ban is never lost.
 pub fn ban(
     client: &Client,
+    rules: &[Rule],
     log: &Log,
     notice: &Notice,
     entry: &Entry,
     replay: bool,
 ) -> Result<(), Error> {
+    let choice = choose_vector(rules, notice, entry);
+    let (status, result) = post_ban(client, log, notice, entry, replay, &choice);
+    match (status, &choice.rule) {
+        (Some(422), Some(rule)) if choice.vector != choice.builtin => {
+            log.warn(&format!(
+                "prefixd refused vector {} from rule {rule}; sending the built-in vector {} instead",
+                choice.vector, choice.builtin
+            ));
+            let builtin = VectorChoice {
+                vector: choice.builtin.into(),
+                rule: None,
+                builtin: choice.builtin,
+            };
+            post_ban(client, log, notice, entry, replay, &builtin).1
+        }
+        _ => result,
+    }
+}
+
+/// One ban, retried as `Client::call` does; the final HTTP status (if any) and the outcome.
+fn post_ban(
+    client: &Client,
+    log: &Log,
+    notice: &Notice,
+    entry: &Entry,
+    replay: bool,
+    choice: &VectorChoice,
+) -> (Option<u16>, Result<(), Error>) {
     let mut sent = None;
     let reply = client.call(log, "POST", "/v1/events", || {
-        let event = ban_event(notice, entry, replay)?;
+        let event = ban_event(notice, entry, replay, &choice.vector)?;
         let body = miniserde::json::to_string(&event);
         sent = Some(event);
         Ok(Some(body))
     });
     let Some(event) = sent else {
-        return reply.map(|_| ());
+        return (None, reply.map(|_| ()));
     };
-    let what = format!(
-        "ban {} vector={} pps={} bps={} event_id={}{}",
+    let mut what = format!(
+        "ban {} vector={} pps={} bps={} event_id={}",
         event.victim_ip,
         event.vector,
         opt(event.pps),
         opt(event.bps),
-        event.event_id,
-        if replay {
-            format!(" (replayed from the spool, received {})", event.timestamp)
-        } else {
-            String::new()
-        }
+        event.event_id
     );
-    let reply = reply.inspect_err(|e| log.error(&format!("{what} -> {e}")))?;
-    match reply.status {
+    if let Some(rule) = &choice.rule {
+        what.push_str(&format!(" rule={rule}"));
+    }
+    if replay {
+        what.push_str(&format!(
+            " (replayed from the spool, received {})",
+            event.timestamp
+        ));
+    }
+    let reply = match reply {
+        Ok(r) => r,
+        Err(e) => {
+            log.error(&format!("{what} -> {e}"));
+            return (None, Err(e));
+        }
+    };
+    let result = match reply.status {
         200..=299 => {
             match reply.json::<EventReply>("POST /v1/events") {
                 Ok(r) => log.info(&format!(
@@ -110,7 +188,8 @@ pub fn ban(
             log.error(&format!("{what} -> {e}"));
             Err(e)
         }
-    }
+    };
+    (Some(reply.status), result)
 }
 
 fn opt(v: Option<i64>) -> String {

@@ -133,14 +133,20 @@ fn victim_bound(p: &Packet, victim: IpAddr, direction: &str) -> bool {
     }
 }
 
-/// Bits per second of the attack's direction (incoming unless FastNetMon said outgoing).
-pub fn bps(d: &Details, direction: &str) -> Option<i64> {
-    let mbps = if direction == "outgoing" {
+/// Megabits per second of the attack's direction (incoming unless FastNetMon said outgoing).
+pub fn mbps(d: &Details, direction: &str) -> Option<u64> {
+    if direction == "outgoing" {
         d.outgoing_mbps
     } else {
         d.incoming_mbps
-    }?;
-    i64::try_from(mbps).ok()?.checked_mul(1_000_000)
+    }
+}
+
+/// Bits per second, as prefixd's `bps`.
+pub fn bps(d: &Details, direction: &str) -> Option<i64> {
+    i64::try_from(mbps(d, direction)?)
+        .ok()?
+        .checked_mul(1_000_000)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod log;
 pub mod notice;
 pub mod outbox;
 pub mod pretty;
+pub mod rules;
 pub mod spool;
 pub mod time;
 pub mod uuid;

@@ -223,7 +223,19 @@ fn print_dry_run(cfg: &config::Config, n: &notice::Notice, entry: &Entry) -> Res
         ""
     };
     if n.action == notice::Action::Ban {
-        let body = miniserde::json::to_string(&deliver::ban_event(n, entry, false)?);
+        let choice = deliver::choose_vector(&cfg.rules, n, entry);
+        match &choice.rule {
+            Some(rule) => println!(
+                "# vector {} from rule {rule} (built-in detection says {})",
+                choice.vector, choice.builtin
+            ),
+            None => println!(
+                "# vector {} from built-in detection (no custom rule matched)",
+                choice.vector
+            ),
+        }
+        let body =
+            miniserde::json::to_string(&deliver::ban_event(n, entry, false, &choice.vector)?);
         println!(
             "POST {}/v1/events\n{auth}Content-Type: application/json\n\n{}",
             cfg.api,

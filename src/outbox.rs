@@ -39,7 +39,7 @@ pub fn send(ctx: &Ctx, entry: &Entry, replay: bool) -> Result<(), Error> {
     // Warnings were logged when FastNetMon called; a spooled notice was valid then.
     let (n, _) = notice::from_args(&args).map_err(Error::Usage)?;
     match n.action {
-        Action::Ban => deliver::ban(ctx.client, ctx.log, &n, entry, replay),
+        Action::Ban => deliver::ban(ctx.client, &ctx.cfg.rules, ctx.log, &n, entry, replay),
         // A replayed unban looks once: the ban it might wait for is long delivered or dropped.
         Action::Unban => deliver::unban(
             ctx.client,
