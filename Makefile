@@ -9,7 +9,7 @@ STATIC     := target/$(TARGET)/release/prefixd-fastnetmon
 STUB       := target/release/examples/prefixd-stub
 CARGO      ?= cargo
 
-.PHONY: all deps static stub demo test lint clean dist dist-deps cross-test fuzz fuzz-deps
+.PHONY: all deps static stub demo test lint clean dist dist-deps cross-test fuzz fuzz-deps install deb
 
 all: static
 
@@ -105,4 +105,44 @@ fuzz: fuzz-deps
 	  $(CARGO) +$(NIGHTLY) fuzz run --fuzz-dir tests/fuzz $$t tests/fuzz/corpus/$$t -- \
 	    -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 2>&1 | grep -E 'stat::number_of_executed_units|Done|ERROR|panicked|SUMMARY' ; \
 	  test $${PIPESTATUS[0]} -eq 0; \
+	done
+
+# ---- install (PREFIX, DESTDIR; BIN = the binary to install) ----
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BIN     ?= $(STATIC)
+UNITDIR ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,/etc/systemd/system)
+
+install:
+	@test -x $(BIN) || $(MAKE) static
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/prefixd-fastnetmon
+	install -D -m 0644 contrib/prefixd.env.example $(DESTDIR)$(PREFIX)/share/doc/prefixd-fastnetmon/prefixd.env.example
+	@# The env file holds the token: 0600, and an operator's own file is never overwritten.
+	test -e $(DESTDIR)/etc/default/prefixd || install -D -m 0600 contrib/prefixd.env.example $(DESTDIR)/etc/default/prefixd
+	install -D -m 0644 contrib/logrotate.d/prefixd-fastnetmon $(DESTDIR)/etc/logrotate.d/prefixd-fastnetmon
+	install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	sed 's|/usr/local/bin/|$(PREFIX)/bin/|' contrib/systemd/prefixd-fastnetmon-flush.service > $(DESTDIR)$(UNITDIR)/prefixd-fastnetmon-flush.service
+	install -m 0644 contrib/systemd/prefixd-fastnetmon-flush.timer $(DESTDIR)$(UNITDIR)/
+	chmod 0644 $(DESTDIR)$(UNITDIR)/prefixd-fastnetmon-flush.service
+	install -d -m 0700 $(DESTDIR)/var/spool/prefixd-fastnetmon
+
+# ---- Debian packages with dpkg-deb alone: DEB_ARCHS from the binaries in dist/ ----
+DEB_ARCHS   ?= amd64 arm64
+DEBDIR      ?= dist
+VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+deb_bin      = $(if $(BIN_$(1)),$(BIN_$(1)),dist/prefixd-fastnetmon-$(if $(filter amd64,$(1)),x86_64,aarch64))
+
+deb:
+	@set -e; for arch in $(DEB_ARCHS); do \
+	  case $$arch in amd64) bin="$(call deb_bin,amd64)";; arm64) bin="$(call deb_bin,arm64)";; *) echo "no such arch $$arch" >&2; exit 1;; esac; \
+	  test -x "$$bin" || $(MAKE) dist DIST_ARCHS="$$( [ $$arch = amd64 ] && echo x86_64 || echo aarch64 )"; \
+	  stage=$$(mktemp -d); \
+	  $(MAKE) -s install DESTDIR=$$stage PREFIX=/usr BIN=$$bin >/dev/null; \
+	  rm -f $$stage/etc/default/prefixd; install -m 0600 contrib/prefixd.env.example $$stage/etc/default/prefixd; \
+	  install -d $$stage/DEBIAN; \
+	  sed -e 's/@VERSION@/$(VERSION)/' -e "s/@ARCH@/$$arch/" -e "s/@SIZE@/$$(du -sk --exclude=DEBIAN $$stage | cut -f1)/" contrib/debian/control.in > $$stage/DEBIAN/control; \
+	  install -m 0644 contrib/debian/conffiles $$stage/DEBIAN/conffiles; \
+	  install -m 0755 contrib/debian/postinst $$stage/DEBIAN/postinst; \
+	  mkdir -p $(DEBDIR); dpkg-deb --root-owner-group -Zxz --build $$stage $(DEBDIR)/prefixd-fastnetmon_$(VERSION)_$$arch.deb >/dev/null; \
+	  rm -rf $$stage; echo "$(DEBDIR)/prefixd-fastnetmon_$(VERSION)_$$arch.deb"; \
 	done

@@ -280,7 +280,9 @@ fn describe(e: ureq::Error) -> String {
     }
 }
 
-fn load_ca_file(path: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+pub fn load_ca_file(
+    path: &std::path::Path,
+) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
     use ureq::tls::PemItem;
     let what = format!("PREFIXD_CA_FILE {}", path.display());
     let pem = std::fs::read(path).map_err(|e| format!("{what}: {e}"))?;

@@ -2,6 +2,7 @@
 //! targets and tests call the pure parsers directly.
 
 pub mod api;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod deliver;

@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::net::UnixDatagram;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Level {
@@ -27,7 +28,12 @@ impl Level {
 enum Sink {
     File(File),
     Stderr,
+    /// RFC 3164 datagrams to a local syslog socket (`/dev/log`).
+    Syslog(UnixDatagram),
 }
+
+/// `LOG_DAEMON`: FastNetMon and prefixd are daemons' helpers.
+const FACILITY: u8 = 3;
 
 pub struct Log {
     sink: Sink,
@@ -47,6 +53,20 @@ impl Log {
             pid: std::process::id(),
         };
         if spec == "-" {
+            return log;
+        }
+        // `syslog` is /dev/log; `syslog:/path` another socket (tests, chroots).
+        if let Some(rest) = spec.strip_prefix("syslog") {
+            let path = rest
+                .strip_prefix(':')
+                .filter(|p| !p.is_empty())
+                .unwrap_or("/dev/log");
+            match UnixDatagram::unbound().and_then(|s| s.connect(path).map(|()| s)) {
+                Ok(sock) => log.sink = Sink::Syslog(sock),
+                Err(e) => log.warn(&format!(
+                    "cannot reach syslog at {path}: {e}; logging to stderr"
+                )),
+            }
             return log;
         }
         match OpenOptions::new().append(true).create(true).open(spec) {
@@ -72,16 +92,19 @@ impl Log {
     }
 
     pub fn write(&self, level: Level, msg: &str) {
+        if let Sink::Syslog(sock) = &self.sink {
+            let _ = sock.send(self.syslog_datagram(level, msg).as_bytes());
+            return;
+        }
         let line = self.format(level, msg);
         // One write call of one buffer: O_APPEND makes it atomic against other writers.
         let _ = match &self.sink {
             Sink::File(f) => (&*f).write(line.as_bytes()),
-            Sink::Stderr => std::io::stderr().lock().write(line.as_bytes()),
+            Sink::Stderr | Sink::Syslog(_) => std::io::stderr().lock().write(line.as_bytes()),
         };
     }
 
     fn format(&self, level: Level, msg: &str) -> String {
-        let msg = self.redact(msg);
         let mut line = String::with_capacity(msg.len() + 64);
         line.push_str(&crate::time::now());
         line.push_str(" prefixd-fastnetmon[");
@@ -89,7 +112,35 @@ impl Log {
         line.push_str("] ");
         line.push_str(level.name());
         line.push(' ');
-        // One line per step: control characters from outside (prefixd's bodies) are escaped.
+        self.push_message(&mut line, msg);
+        line.push('\n');
+        line
+    }
+
+    /// `<PRI>Mmm dd hh:mm:ss prefixd-fastnetmon[PID]: LEVEL message`, as glibc's syslog()
+    /// sends it to the local socket (the daemon adds the host name).
+    fn syslog_datagram(&self, level: Level, msg: &str) -> String {
+        let severity = match level {
+            Level::Debug => 7,
+            Level::Info => 6,
+            Level::Warn => 4,
+            Level::Error => 3,
+        };
+        let mut d = format!(
+            "<{}>{} prefixd-fastnetmon[{}]: {} ",
+            FACILITY * 8 + severity,
+            crate::time::bsd_syslog(std::time::SystemTime::now()),
+            self.pid,
+            level.name()
+        );
+        self.push_message(&mut d, msg);
+        d
+    }
+
+    /// The message, redacted, on one line: control characters from outside (prefixd's
+    /// bodies) are escaped.
+    fn push_message(&self, line: &mut String, msg: &str) {
+        let msg = self.redact(msg);
         for c in msg.chars() {
             match c {
                 '\n' => line.push_str("\\n"),
@@ -99,8 +150,6 @@ impl Log {
                 c => line.push(c),
             }
         }
-        line.push('\n');
-        line
     }
 
     pub fn redact(&self, msg: &str) -> String {
@@ -131,5 +180,12 @@ mod tests {
         assert_eq!(line.matches('\n').count(), 1);
         assert_eq!(&line[4..5], "-");
         assert_eq!(&line[19..21], "Z ");
+        let d = log.syslog_datagram(Level::Warn, "spool tok3n\nx");
+        assert!(d.starts_with("<28>"), "{d}");
+        assert!(
+            d.ends_with(" prefixd-fastnetmon[42]: WARN spool <redacted>\\nx"),
+            "{d}"
+        );
+        assert_eq!(log.syslog_datagram(Level::Error, "").get(..4), Some("<27>"));
     }
 }

@@ -65,9 +65,11 @@ fn main() -> ExitCode {
             notify(args, &loaded, &log, deadline, received, dry_run, &pending)
         }
         cli::Mode::Flush => flush(&loaded, &log, deadline),
-        _ => Err(Error::Usage(
-            "--check comes with the operator-tools work".into(),
-        )),
+        cli::Mode::Check => {
+            println!("{}", version());
+            prefixd_fastnetmon::check::run(&loaded, deadline, &log)
+        }
+        cli::Mode::Help | cli::Mode::Version => Ok(()),
     };
     let code = match result {
         Ok(()) => 0,

@@ -71,6 +71,20 @@ impl Spool {
         Ok(self.list()?.is_empty())
     }
 
+    /// Proves the directory takes files: writes, syncs and removes a probe.
+    pub fn probe(&self) -> io::Result<()> {
+        let p = self.dir.join(format!(".tmp-probe-{}", std::process::id()));
+        let r = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&p)
+            .and_then(|f| f.sync_all());
+        let _ = fs::remove_file(&p);
+        r
+    }
+
     /// Writes the notice durably; returns its path.
     pub fn append(&self, e: &Entry) -> io::Result<PathBuf> {
         let mut rnd = [0u8; 4];

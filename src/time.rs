@@ -27,6 +27,23 @@ pub fn rfc3339_from_unix(secs: u64) -> String {
     )
 }
 
+/// `Nov  5 12:00:00` (UTC): the RFC 3164 (BSD syslog) timestamp.
+pub fn bsd_syslog(t: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (_, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{} {d:>2} {:02}:{:02}:{:02}",
+        MONTHS[(m - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
 /// (Howard Hinnant's `civil_from_days`).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -68,6 +85,14 @@ mod tests {
         for (secs, want) in cases {
             assert_eq!(rfc3339_from_unix(*secs), *want, "secs={secs}");
         }
+    }
+
+    #[test]
+    fn bsd_syslog_pads_the_day_with_a_space() {
+        let t = |s| UNIX_EPOCH + std::time::Duration::from_secs(s);
+        assert_eq!(bsd_syslog(t(1_793_184_183)), "Oct 28 10:43:03");
+        assert_eq!(bsd_syslog(t(1_709_164_800)), "Feb 29 00:00:00");
+        assert_eq!(bsd_syslog(t(0)), "Jan  1 00:00:00");
     }
 
     #[test]

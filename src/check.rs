@@ -1,0 +1,194 @@
+//! `--check`: the doctor an operator runs before (or during) an incident. It prints the
+//! configuration in force with where each value came from, then one ✔/✘ line per check:
+//! env file, log, spool, CA file, rules, prefixd's health, and an authenticated request.
+
+use crate::api::{self, Client};
+use crate::config::{Loaded, Source};
+use crate::error::Error;
+use crate::log::Log;
+use crate::spool::Spool;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Instant;
+
+struct Report {
+    lines: Vec<String>,
+    /// The first failure's exit code: 78 configuration, 75 unreachable, 77 token.
+    code: Option<u8>,
+}
+
+impl Report {
+    fn ok(&mut self, what: String) {
+        self.lines.push(format!("✔ {what}"));
+    }
+    fn fail(&mut self, code: u8, what: String) {
+        self.lines.push(format!("✘ {what}"));
+        self.code.get_or_insert(code);
+    }
+}
+
+/// Runs every check; prints the report; `Err` (with the first failure's code) unless all pass.
+pub fn run(loaded: &Loaded, deadline: Instant, log: &Log) -> Result<(), Error> {
+    let cfg = &loaded.config;
+    println!("configuration (env file {}):", cfg.env_file);
+    for line in crate::config::describe(cfg) {
+        println!("  {line}");
+    }
+    let mut r = Report {
+        lines: Vec::new(),
+        code: None,
+    };
+    for w in &loaded.warnings {
+        r.lines.push(format!("! {w}"));
+    }
+    for e in &loaded.errors {
+        r.fail(78, format!("configuration: {e}"));
+    }
+
+    // The env file: present or not, and not readable by others when it holds the token.
+    match std::fs::metadata(&cfg.env_file) {
+        Ok(m) => {
+            let mode = m.permissions().mode() & 0o777;
+            let holds_token = cfg
+                .sources
+                .iter()
+                .any(|o| o.name == "PREFIXD_TOKEN" && matches!(o.source, Source::File { .. }));
+            if holds_token && mode & 0o044 != 0 {
+                r.fail(
+                    78,
+                    format!(
+                        "env file {}: mode {mode:04o} and it holds the token: chmod 600 it",
+                        cfg.env_file
+                    ),
+                );
+            } else {
+                r.ok(format!("env file {}: mode {mode:04o}", cfg.env_file));
+            }
+        }
+        Err(_) => r.ok(format!(
+            "env file {}: absent (defaults and environment only)",
+            cfg.env_file
+        )),
+    }
+
+    match cfg.log.as_str() {
+        "-" => r.ok("log: stderr".into()),
+        s if s.starts_with("syslog") => r.ok(format!("log: {s}")),
+        path => match std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+        {
+            Ok(_) => r.ok(format!("log {path}: writable")),
+            Err(e) => r.fail(
+                78,
+                format!("log {path}: {e} (lines would go to stderr, which FastNetMon discards)"),
+            ),
+        },
+    }
+
+    match &cfg.spool {
+        None => {
+            r.ok("spool: off (PREFIXD_SPOOL=off): an undelivered notice is only in the log".into())
+        }
+        Some(dir) => match Spool::open(dir).and_then(|s| s.probe().map(|()| s)) {
+            Ok(s) => {
+                let waiting = s.list().map(|l| l.len()).unwrap_or(0);
+                r.ok(format!(
+                    "spool {}: writable, {waiting} notice(s) waiting",
+                    dir.display()
+                ));
+            }
+            Err(e) => r.fail(78, format!("spool {}: {e}", dir.display())),
+        },
+    }
+
+    match &cfg.ca_file {
+        None => r.ok("TLS roots: the bundled Mozilla roots".into()),
+        Some(p) => match api::load_ca_file(p) {
+            Ok(certs) => r.ok(format!(
+                "CA file {}: {} certificate(s)",
+                p.display(),
+                certs.len()
+            )),
+            Err(e) => r.fail(78, e),
+        },
+    }
+    if !cfg.rules.is_empty() {
+        r.ok(format!("vector rules: {} rule(s)", cfg.rules.len()));
+    }
+
+    match Client::new(cfg, deadline) {
+        Err(e) => r.fail(78, format!("client: {e}")),
+        Ok(client) => reach(&client, cfg.token.is_some(), log, &mut r),
+    }
+
+    for l in &r.lines {
+        println!("{l}");
+    }
+    match r.code {
+        None => {
+            println!("all checks passed");
+            Ok(())
+        }
+        Some(code) => Err(match code {
+            75 => Error::NotDelivered("prefixd is not reachable".into()),
+            77 => Error::Unauthorized("prefixd refused the token".into()),
+            _ => Error::Config("see the ✘ lines above".into()),
+        }),
+    }
+}
+
+/// `GET /v1/health` (public), then an authenticated `GET /v1/mitigations?limit=1`.
+fn reach(client: &Client, has_token: bool, log: &Log, r: &mut Report) {
+    #[derive(miniserde::Deserialize)]
+    struct Health {
+        status: Option<String>,
+        version: Option<String>,
+        auth_mode: Option<String>,
+    }
+    let started = Instant::now();
+    let health = match client.call(log, "GET", "/v1/health", || Ok(None)) {
+        Err(e) => return r.fail(75, format!("GET {} -> {e}", client.url("/v1/health"))),
+        Ok(reply) if reply.status != 200 => {
+            return r.fail(
+                75,
+                format!(
+                    "GET {} -> {}: {}",
+                    client.url("/v1/health"),
+                    reply.status,
+                    reply.snippet()
+                ),
+            );
+        }
+        Ok(reply) => reply.json::<Health>("GET /v1/health"),
+    };
+    let took = started.elapsed().as_secs_f64();
+    let auth_mode = match health {
+        Ok(h) => {
+            let auth = h.auth_mode.unwrap_or_else(|| "?".into());
+            r.ok(format!(
+                "GET {} -> 200 {} (prefixd {}, auth {auth}) in {took:.3}s",
+                client.url("/v1/health"),
+                h.status.as_deref().unwrap_or("?"),
+                h.version.as_deref().unwrap_or("?")
+            ));
+            auth
+        }
+        Err(e) => return r.fail(75, e),
+    };
+
+    let path = "/v1/mitigations?limit=1";
+    match client.call(log, "GET", path, || Ok(None)) {
+        Ok(reply) if reply.status == 200 => r.ok(format!("GET {} -> 200: {}", client.url(path), if has_token { "token accepted" } else { "no token needed" })),
+        Ok(reply) if matches!(reply.status, 401 | 403) => r.fail(
+            77,
+            if has_token {
+                format!("GET {} -> {}: prefixd REFUSED THE TOKEN (wrong or expired PREFIXD_TOKEN / PREFIXD_TOKEN_FILE)", client.url(path), reply.status)
+            } else {
+                format!("GET {} -> {}: prefixd needs a token (auth {auth_mode}) and none is set", client.url(path), reply.status)
+            },
+        ),
+        Ok(reply) => r.fail(75, format!("GET {} -> {}: {}", client.url(path), reply.status, reply.snippet())),
+        Err(e) => r.fail(75, format!("GET {} -> {e}", client.url(path))),
+    }
+}
