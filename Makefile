@@ -9,7 +9,7 @@ STATIC     := target/$(TARGET)/release/prefixd-fastnetmon
 STUB       := target/release/examples/prefixd-stub
 CARGO      ?= cargo
 
-.PHONY: all deps static stub demo test lint clean dist dist-deps cross-test fuzz fuzz-deps install deb
+.PHONY: all deps static stub demo test lint clean dist dist-deps cross-test fuzz fuzz-deps install deb e2e
 
 all: static
 
@@ -29,6 +29,11 @@ stub:
 
 demo: static stub
 	@bash tests/demo.sh $(STATIC) $(STUB)
+
+# The real FastNetMon 1.2.4 (Debian's package) drives the static binary (tests/e2e.rs).
+e2e: static
+	@test -x /usr/sbin/fastnetmon || { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fastnetmon) >/dev/null; }
+	PFN_BIN=$(CURDIR)/$(STATIC) $(CARGO) test --locked --test e2e -- --ignored --nocapture
 
 lint:
 	$(CARGO) fmt --check
@@ -58,8 +63,8 @@ ZIGBUILD   := 0.24.1
 NIGHTLY    ?= nightly
 ZIG_ENV    := CARGO_ZIGBUILD_PYTHON_PATH=$(ZIGVENV)/bin/python3 \
               ZIG_GLOBAL_CACHE_DIR=$(CURDIR)/target/zig-cache CARGO_ZIGBUILD_CACHE_DIR=$(CURDIR)/target/zigbuild-cache \
-              CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C link-self-contained=no -C target-feature=+crt-static -A linker-messages" \
-              CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C link-self-contained=no -C target-feature=+crt-static -A linker-messages"
+              CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C link-self-contained=no -C target-feature=+crt-static -Z location-detail=none -A linker-messages" \
+              CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C link-self-contained=no -C target-feature=+crt-static -Z location-detail=none -A linker-messages"
 
 dist-deps:
 	@test -x $(ZIGVENV)/bin/python3 || python3 -m venv $(ZIGVENV)
