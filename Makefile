@@ -9,7 +9,7 @@ STATIC     := target/$(TARGET)/release/prefixd-fastnetmon
 STUB       := target/release/examples/prefixd-stub
 CARGO      ?= cargo
 
-.PHONY: all deps static stub demo test lint clean dist dist-deps cross-test fuzz fuzz-deps install deb e2e
+.PHONY: all deps static stub demo test lint clean dist dist-deps cross-test fuzz fuzz-deps install deb e2e bench
 
 all: static
 
@@ -34,6 +34,14 @@ demo: static stub
 e2e: static
 	@test -x /usr/sbin/fastnetmon || { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fastnetmon) >/dev/null; }
 	PFN_BIN=$(CURDIR)/$(STATIC) $(CARGO) test --locked --test e2e -- --ignored --nocapture
+
+# Speed, memory and size next to curl and a bash+curl+jq script (bench/), in one run.
+BENCH_RUNS ?= 30
+bench: static
+	@for t in curl jq; do command -v $$t >/dev/null || { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$t) >/dev/null; }; done
+	@test -x /usr/bin/time || { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time) >/dev/null; }
+	$(CARGO) build -q --release --locked --example bench
+	target/release/examples/bench $(CURDIR)/$(STATIC) $(BENCH_RUNS)
 
 lint:
 	$(CARGO) fmt --check

@@ -223,7 +223,12 @@ pub fn flush(ctx: &Ctx, spool: &Spool, wait: bool) -> Result<Report, Error> {
 
     let max_age = ctx.cfg.spool_max_age;
     let total = entries.len();
+    let mut removed = 0usize;
     for (i, (path, entry)) in entries.iter().enumerate() {
+        if removed >= 256 {
+            spool.sync().map_err(io)?;
+            removed = 0;
+        }
         let Some(entry) = entry else { continue };
         if ctx.client.remaining().is_zero() {
             report.stopped = Some(Error::NotDelivered(
@@ -247,6 +252,7 @@ pub fn flush(ctx: &Ctx, spool: &Spool, wait: bool) -> Result<Report, Error> {
                     crate::time::rfc3339(deliver::received(entry))
                 ));
                 spool.remove(path).map_err(io)?;
+                removed += 1;
                 report.done.push(path.clone());
                 continue;
             }
@@ -254,6 +260,7 @@ pub fn flush(ctx: &Ctx, spool: &Spool, wait: bool) -> Result<Report, Error> {
         match send(ctx, entry, true) {
             Ok(()) => {
                 spool.remove(path).map_err(io)?;
+                removed += 1;
                 report.done.push(path.clone());
             }
             Err(e) if keepable(&e) => {
@@ -271,9 +278,11 @@ pub fn flush(ctx: &Ctx, spool: &Spool, wait: bool) -> Result<Report, Error> {
                     entry.action, entry.victim_ip
                 ));
                 spool.remove(path).map_err(io)?;
+                removed += 1;
                 report.dropped.push((path.clone(), e));
             }
         }
     }
+    spool.sync().map_err(io)?;
     Ok(report)
 }

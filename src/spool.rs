@@ -120,12 +120,17 @@ impl Spool {
             .map_err(|_| "not a spooled notice (unreadable JSON)".to_string())
     }
 
-    /// Removes a delivered (or dropped) notice, durably.
+    /// Removes a delivered (or dropped) notice. The removal is made durable by the next
+    /// `sync` (a flush syncs every 256 removals and at its end): after a power loss, not a
+    /// kill, a few delivered notices may come back and be sent again — never one lost.
     pub fn remove(&self, path: &Path) -> io::Result<()> {
         match fs::remove_file(path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
         }
+    }
+
+    pub fn sync(&self) -> io::Result<()> {
         self.sync_dir()
     }
 

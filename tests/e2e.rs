@@ -39,29 +39,45 @@ fn start_fastnetmon(sb: &Sandbox, netflow_port: u16) -> Detector {
     let conf_path = sb.write("fastnetmon.conf", &conf);
     let log = sb.path("fastnetmon.log");
     let mut cmd = Command::new(FASTNETMON);
-    cmd.args(["--configuration_file", &conf_path, "--log_file", &log, "--disable_pid_logic"])
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .current_dir(&sb.dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.args([
+        "--configuration_file",
+        &conf_path,
+        "--log_file",
+        &log,
+        "--disable_pid_logic",
+    ])
+    .env_clear()
+    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    .current_dir(&sb.dir)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     // Our configuration reaches the notify program through FastNetMon's environment.
     for (k, v) in &sb.env {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().expect("start fastnetmon (make e2e installs it)");
+    let child = cmd
+        .spawn()
+        .expect("start fastnetmon (make e2e installs it)");
     let d = Detector { child, log };
-    wait_for("FastNetMon to listen for NetFlow", Duration::from_secs(20), || {
-        std::fs::read_to_string(&d.log).unwrap_or_default().contains("netflow")
-    });
+    wait_for(
+        "FastNetMon to listen for NetFlow",
+        Duration::from_secs(20),
+        || {
+            std::fs::read_to_string(&d.log)
+                .unwrap_or_default()
+                .contains("netflow")
+        },
+    );
     std::thread::sleep(Duration::from_millis(500));
     d
 }
 
 /// NetFlow v5: 24-byte header, 48-byte records.
 fn datagram(seq: u32, uptime_ms: u32, flows: &[(Ipv4Addr, Ipv4Addr, u16, u16, u8, u8)]) -> Vec<u8> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
     let mut d = Vec::with_capacity(24 + 48 * flows.len());
     d.extend(5u16.to_be_bytes());
     d.extend((flows.len() as u16).to_be_bytes());
@@ -109,11 +125,23 @@ fn send_floods(port: u16, floods: &[Flood], secs: u64) -> usize {
             let flows: Vec<_> = (1..=30u8)
                 .map(|i| {
                     let remote = Ipv4Addr::new(198, 51, 100, i);
-                    let (src, dst) = if f.outgoing { (f.victim, remote) } else { (remote, f.victim) };
-                    (src, dst, 1000 + u16::from(i), if f.proto == 1 { 0 } else { 80 }, f.proto, f.tcp_flags)
+                    let (src, dst) = if f.outgoing {
+                        (f.victim, remote)
+                    } else {
+                        (remote, f.victim)
+                    };
+                    (
+                        src,
+                        dst,
+                        1000 + u16::from(i),
+                        if f.proto == 1 { 0 } else { 80 },
+                        f.proto,
+                        f.tcp_flags,
+                    )
                 })
                 .collect();
-            sock.send_to(&datagram(seq, uptime, &flows), ("127.0.0.1", port)).unwrap();
+            sock.send_to(&datagram(seq, uptime, &flows), ("127.0.0.1", port))
+                .unwrap();
             seq += 30;
             sent += 1;
         }
@@ -125,20 +153,32 @@ fn send_floods(port: u16, floods: &[Flood], secs: u64) -> usize {
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
-        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
 fn bans_for(srv: &Server, ip: &str) -> Vec<std::collections::BTreeMap<String, Value>> {
-    srv.requests().iter().filter(|r| r.target == "/v1/events").map(|r| r.json()).filter(|b| s(b.get("victim_ip")) == ip).collect()
+    srv.requests()
+        .iter()
+        .filter(|r| r.target == "/v1/events")
+        .map(|r| r.json())
+        .filter(|b| s(b.get("victim_ip")) == ip)
+        .collect()
 }
 
 fn withdrawn(srv: &Server, ip: &str) -> bool {
-    srv.mitigations().iter().any(|m| m.victim_ip == ip && m.status == "withdrawn")
+    srv.mitigations()
+        .iter()
+        .any(|m| m.victim_ip == ip && m.status == "withdrawn")
 }
 
-fn raw(body: &std::collections::BTreeMap<String, Value>) -> std::collections::BTreeMap<String, Value> {
+fn raw(
+    body: &std::collections::BTreeMap<String, Value>,
+) -> std::collections::BTreeMap<String, Value> {
     match body.get("raw_details") {
         Some(Value::Object(o)) => o.clone().into_iter().collect(),
         other => panic!("raw_details: {other:?}"),
@@ -156,39 +196,104 @@ fn int(v: Option<&Value>) -> i64 {
 /// `Total <direction> traffic: N mbps` from FastNetMon's own text, × 1,000,000.
 fn bps_in_text(text: &str, direction: &str) -> i64 {
     let label = format!("Total {direction} traffic: ");
-    let line = text.lines().find(|l| l.starts_with(&label)).unwrap_or_else(|| panic!("no {label} in {text}"));
-    line[label.len()..].split(' ').next().unwrap().parse::<i64>().unwrap() * 1_000_000
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&label))
+        .unwrap_or_else(|| panic!("no {label} in {text}"));
+    line[label.len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse::<i64>()
+        .unwrap()
+        * 1_000_000
 }
 
 #[test]
 #[ignore = "needs Debian's fastnetmon package: run `make e2e`"]
 fn fastnetmon_1_2_4_drives_the_binary_end_to_end() {
     let started = Instant::now();
-    let netflow_port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let netflow_port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let srv = Server::with(Options::default());
     let mut sb = Sandbox::new(&srv.url);
-    sb.set("UNBAN_QUERY_RETRIES", "2").set("PREFIXD_RETRIES", "2").set("PREFIXD_DEADLINE", "8");
+    sb.set("UNBAN_QUERY_RETRIES", "2")
+        .set("PREFIXD_RETRIES", "2")
+        .set("PREFIXD_DEADLINE", "8");
     let fnm = start_fastnetmon(&sb, netflow_port);
 
     // Phase 1: prefixd up. UDP, SYN, ICMP, an outgoing flood, two at once, and a manual ban.
     let ip = |last: u8| Ipv4Addr::new(203, 0, 113, last);
     let floods = [
-        Flood { victim: ip(10), proto: 17, tcp_flags: 0, outgoing: false },
-        Flood { victim: ip(11), proto: 6, tcp_flags: 0x02, outgoing: false },
-        Flood { victim: ip(20), proto: 1, tcp_flags: 0, outgoing: false },
-        Flood { victim: ip(40), proto: 17, tcp_flags: 0, outgoing: true },
-        Flood { victim: ip(50), proto: 17, tcp_flags: 0, outgoing: false },
-        Flood { victim: ip(51), proto: 17, tcp_flags: 0, outgoing: false },
+        Flood {
+            victim: ip(10),
+            proto: 17,
+            tcp_flags: 0,
+            outgoing: false,
+        },
+        Flood {
+            victim: ip(11),
+            proto: 6,
+            tcp_flags: 0x02,
+            outgoing: false,
+        },
+        Flood {
+            victim: ip(20),
+            proto: 1,
+            tcp_flags: 0,
+            outgoing: false,
+        },
+        Flood {
+            victim: ip(40),
+            proto: 17,
+            tcp_flags: 0,
+            outgoing: true,
+        },
+        Flood {
+            victim: ip(50),
+            proto: 17,
+            tcp_flags: 0,
+            outgoing: false,
+        },
+        Flood {
+            victim: ip(51),
+            proto: 17,
+            tcp_flags: 0,
+            outgoing: false,
+        },
     ];
-    let manual = Command::new("fastnetmon_api_client").args(["ban", "203.0.113.30"]).output();
+    let manual = Command::new("fastnetmon_api_client")
+        .args(["ban", "203.0.113.30"])
+        .output();
     let t0 = Instant::now();
     let sent = send_floods(netflow_port, &floods, 8);
     eprintln!("phase 1: {sent} NetFlow datagrams in {:?}", t0.elapsed());
-    let victims = ["203.0.113.10", "203.0.113.11", "203.0.113.20", "203.0.113.40", "203.0.113.50", "203.0.113.51"];
-    wait_for("a ban for every flooded victim", Duration::from_secs(30), || victims.iter().all(|v| !bans_for(&srv, v).is_empty()));
+    let victims = [
+        "203.0.113.10",
+        "203.0.113.11",
+        "203.0.113.20",
+        "203.0.113.40",
+        "203.0.113.50",
+        "203.0.113.51",
+    ];
+    wait_for(
+        "a ban for every flooded victim",
+        Duration::from_secs(30),
+        || victims.iter().all(|v| !bans_for(&srv, v).is_empty()),
+    );
     let banned_after = t0.elapsed();
-    wait_for("an unban for every flooded victim", Duration::from_secs(90), || victims.iter().all(|v| withdrawn(&srv, v)));
-    eprintln!("phase 1: all banned {banned_after:?}, all withdrawn {:?} after the floods began", t0.elapsed());
+    wait_for(
+        "an unban for every flooded victim",
+        Duration::from_secs(90),
+        || victims.iter().all(|v| withdrawn(&srv, v)),
+    );
+    eprintln!(
+        "phase 1: all banned {banned_after:?}, all withdrawn {:?} after the floods began",
+        t0.elapsed()
+    );
 
     for (victim, vector, direction) in [
         ("203.0.113.10", "udp_flood", "incoming"),
@@ -199,29 +304,55 @@ fn fastnetmon_1_2_4_drives_the_binary_end_to_end() {
         ("203.0.113.51", "udp_flood", "incoming"),
     ] {
         let bans = bans_for(&srv, victim);
-        assert_eq!(bans.len(), 1, "{victim}: one ban (attack_details sends nothing): {bans:?}");
+        assert_eq!(
+            bans.len(),
+            1,
+            "{victim}: one ban (attack_details sends nothing): {bans:?}"
+        );
         let b = &bans[0];
         let rd = raw(b);
         let text = s(rd.get("raw"));
         assert_eq!(s(b.get("vector")), vector, "{victim}:\n{text}");
         assert_eq!(s(rd.get("direction")), direction, "{victim}");
-        assert!(text.contains(&format!("Attack direction: {direction}")), "{victim}: {text}");
+        assert!(
+            text.contains(&format!("Attack direction: {direction}")),
+            "{victim}: {text}"
+        );
         let pps = int(b.get("pps"));
-        assert!(text.contains(&format!("Initial attack power: {pps} packets per second")), "{victim}: pps {pps} is FastNetMon's $3");
+        assert!(
+            text.contains(&format!("Initial attack power: {pps} packets per second")),
+            "{victim}: pps {pps} is FastNetMon's $3"
+        );
         assert_eq!(int(b.get("bps")), bps_in_text(&text, direction), "{victim}");
         assert!(withdrawn(&srv, victim), "{victim}");
     }
     let log = sb.log();
-    assert!(log.contains("attack_details 203.0.113.10 incoming pps="), "FastNetMon 1.2.4 calls attack_details; we log it:\n{log}");
+    assert!(
+        log.contains("attack_details 203.0.113.10 incoming pps="),
+        "FastNetMon 1.2.4 calls attack_details; we log it:\n{log}"
+    );
     for line in log.lines() {
-        assert!(line.as_bytes().get(4) == Some(&b'-') && line.matches(" prefixd-fastnetmon[").count() == 1, "interleaved: {line:?}");
+        assert!(
+            line.as_bytes().get(4) == Some(&b'-')
+                && line.matches(" prefixd-fastnetmon[").count() == 1,
+            "interleaved: {line:?}"
+        );
     }
 
     match manual {
         Ok(out) if out.status.success() => {
-            wait_for("the manual ban", Duration::from_secs(10), || !bans_for(&srv, "203.0.113.30").is_empty());
+            wait_for("the manual ban", Duration::from_secs(10), || {
+                !bans_for(&srv, "203.0.113.30").is_empty()
+            });
             let b = &bans_for(&srv, "203.0.113.30")[0];
-            assert_eq!((s(b.get("vector")).as_str(), int(b.get("pps")), s(raw(b).get("direction")).as_str()), ("unknown", 0, "other"));
+            assert_eq!(
+                (
+                    s(b.get("vector")).as_str(),
+                    int(b.get("pps")),
+                    s(raw(b).get("direction")).as_str()
+                ),
+                ("unknown", 0, "other")
+            );
         }
         other => panic!("fastnetmon_api_client ban failed: {other:?}"),
     }
@@ -231,18 +362,42 @@ fn fastnetmon_1_2_4_drives_the_binary_end_to_end() {
     let port = srv.addr.port();
     drop(srv);
     let t1 = Instant::now();
-    send_floods(netflow_port, &[Flood { victim: ip(60), proto: 17, tcp_flags: 0, outgoing: false }], 6);
-    wait_for("the ban to be kept in the spool", Duration::from_secs(30), || sb.log().contains("ban 203.0.113.60 kept in the spool"));
+    send_floods(
+        netflow_port,
+        &[Flood {
+            victim: ip(60),
+            proto: 17,
+            tcp_flags: 0,
+            outgoing: false,
+        }],
+        6,
+    );
+    wait_for(
+        "the ban to be kept in the spool",
+        Duration::from_secs(30),
+        || sb.log().contains("ban 203.0.113.60 kept in the spool"),
+    );
     let srv = Server::bind(&format!("127.0.0.1:{port}"), Options::default());
     let flush = sb.run(&["--flush"], None);
     assert_eq!(flush.code, 0, "{}", sb.log());
     let bans = bans_for(&srv, "203.0.113.60");
     assert_eq!(bans.len(), 1);
-    assert!(matches!(raw(&bans[0]).get("replayed"), Some(Value::Bool(true))));
+    assert!(matches!(
+        raw(&bans[0]).get("replayed"),
+        Some(Value::Bool(true))
+    ));
     assert_eq!(s(bans[0].get("vector")), "udp_flood");
-    wait_for("the unban after the flush", Duration::from_secs(60), || withdrawn(&srv, "203.0.113.60"));
-    eprintln!("phase 2: kept, flushed and withdrawn {:?} after the flood began", t1.elapsed());
+    wait_for("the unban after the flush", Duration::from_secs(60), || {
+        withdrawn(&srv, "203.0.113.60")
+    });
+    eprintln!(
+        "phase 2: kept, flushed and withdrawn {:?} after the flood began",
+        t1.elapsed()
+    );
     let fnm_log = std::fs::read_to_string(&fnm.log).unwrap_or_default();
-    assert!(fnm_log.contains("Subprocess exit code: 19200"), "FastNetMon saw exit 75 (raw status 75*256)");
+    assert!(
+        fnm_log.contains("Subprocess exit code: 19200"),
+        "FastNetMon saw exit 75 (raw status 75*256)"
+    );
     eprintln!("end to end in {:?}", started.elapsed());
 }

@@ -134,6 +134,7 @@ impl Server {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
+                let _ = conn.set_nodelay(true);
                 let st = st.clone();
                 let tls = tls.clone();
                 std::thread::spawn(move || {
@@ -241,10 +242,21 @@ fn tls_config() -> Arc<rustls::ServerConfig> {
     Arc::new(cfg)
 }
 
+/// Serves requests on one connection, kept alive as prefixd (hyper) does, until the client
+/// closes it, asks for `connection: close`, or a scripted misbehaviour ends it.
 fn serve<S: Read + Write>(st: &State, stream: S) {
     let mut reader = BufReader::new(stream);
-    let Some(req) = read_request(&mut reader) else {
-        return;
+    for _ in 0..100_000 {
+        if !serve_one(st, &mut reader) {
+            return;
+        }
+    }
+}
+
+/// One request; false when the connection is to be closed.
+fn serve_one<S: Read + Write>(st: &State, reader: &mut BufReader<S>) -> bool {
+    let Some(req) = read_request(reader) else {
+        return false;
     };
     if st.log_stdout {
         println!("{} {} {}", req.method, req.target, req.body);
@@ -264,15 +276,12 @@ fn serve<S: Read + Write>(st: &State, stream: S) {
     let (status, body) = match scripted {
         Some(Behavior::Hang(d)) => {
             std::thread::sleep(d);
-            return;
+            return false;
         }
-        Some(Behavior::Drop) => {
-            drop(reader);
-            return;
-        }
+        Some(Behavior::Drop) => return false,
         Some(Behavior::Raw(bytes)) => {
             let _ = reader.get_mut().write_all(bytes.as_bytes());
-            return;
+            return false;
         }
         Some(Behavior::Trickle(bytes, gap)) => {
             for b in bytes.as_bytes().chunks(1).take(10_000) {
@@ -282,11 +291,11 @@ fn serve<S: Read + Write>(st: &State, stream: S) {
                     .and_then(|()| reader.get_mut().flush())
                     .is_err()
                 {
-                    return;
+                    return false;
                 }
                 std::thread::sleep(gap);
             }
-            return;
+            return false;
         }
         Some(Behavior::Huge(status)) => {
             let s = reader.get_mut();
@@ -301,7 +310,7 @@ fn serve<S: Read + Write>(st: &State, stream: S) {
                     break;
                 }
             }
-            return;
+            return false;
         }
         Some(Behavior::Reply { status, body }) => (status, body),
         None => prefixd(st, &req),
@@ -311,15 +320,21 @@ fn serve<S: Read + Write>(st: &State, stream: S) {
     } else {
         "text/plain; charset=utf-8"
     };
+    let close = req
+        .header("connection")
+        .is_some_and(|c| c.eq_ignore_ascii_case("close"));
     let head = format!(
-        "HTTP/1.1 {status} {}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\nx-request-id: test\r\n\r\n",
+        "HTTP/1.1 {status} {}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\n{}x-request-id: test\r\n\r\n",
         reason(status),
-        body.len()
+        body.len(),
+        if close { "connection: close\r\n" } else { "" }
     );
     let stream = reader.get_mut();
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(body.as_bytes());
-    let _ = stream.flush();
+    // One write: head and body in two segments would meet Nagle and delayed ACKs (40 ms).
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    let ok = stream.write_all(&out).and_then(|()| stream.flush());
+    ok.is_ok() && !close
 }
 
 fn reason(status: u16) -> &'static str {

@@ -1,0 +1,466 @@
+//! `make bench`: speed, memory and size of the static binary next to curl and a bash+curl+jq
+//! script doing the same job, against the loopback prefixd stand-in the tests use. Prints one
+//! table; every loop is bounded and every request goes to 127.0.0.1.
+//!
+//! usage: bench BINARY [RUNS]
+
+#[path = "../tests/common/server.rs"]
+mod server;
+
+use prefixd_fastnetmon::spool::{Entry, Spool};
+use server::{Options, Server};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/ban_ipv4_udp_flood.txt"
+);
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/prefixd-fastnetmon.sh");
+
+struct Env {
+    dir: PathBuf,
+    vars: Vec<(String, String)>,
+}
+
+impl Env {
+    fn new(name: &str, api: &str) -> Env {
+        let dir = std::env::temp_dir().join(format!("pfn-bench-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("env"), "").unwrap();
+        let p = |n: &str| dir.join(n).display().to_string();
+        let vars = vec![
+            ("PATH".into(), "/usr/bin:/bin".into()),
+            ("PREFIXD_API".into(), api.into()),
+            ("PREFIXD_ENV_FILE".into(), p("env")),
+            ("PREFIXD_LOG".into(), p("log")),
+            ("PREFIXD_SPOOL".into(), p("spool")),
+            ("UNBAN_QUERY_RETRIES".into(), "1".into()),
+        ];
+        Env { dir, vars }
+    }
+
+    fn cmd(&self, prog: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(prog);
+        c.args(args)
+            .env_clear()
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    }
+
+    fn set(&mut self, k: &str, v: &str) {
+        self.vars.retain(|(key, _)| key != k);
+        self.vars.push((k.into(), v.into()));
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Wall time of one process, start to exit; fails loudly on a non-zero exit.
+fn time(mut c: Command, stdin: Option<&Path>) -> Duration {
+    c.stdin(match stdin {
+        Some(p) => Stdio::from(File::open(p).unwrap()),
+        None => Stdio::null(),
+    });
+    let t = Instant::now();
+    let status = c.status().expect("spawn");
+    let took = t.elapsed();
+    assert!(status.success(), "{c:?} exited {status}");
+    took
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn p90(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[(v.len() * 9).div_ceil(10) - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Peak RSS in KiB of one run, from GNU time.
+fn peak_rss(c: &Command, stdin: Option<&Path>) -> u64 {
+    let mut t = Command::new("/usr/bin/time");
+    t.arg("-f")
+        .arg("%M")
+        .arg(c.get_program())
+        .args(c.get_args());
+    t.env_clear()
+        .envs(c.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    t.stdin(match stdin {
+        Some(p) => Stdio::from(File::open(p).unwrap()),
+        None => Stdio::null(),
+    });
+    let out = t.stdout(Stdio::null()).output().expect("/usr/bin/time");
+    let text = String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("time said {text}"))
+}
+
+/// CPU seconds used by waited-for children so far (utime + stime), from /proc/self/stat.
+fn children_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    // Fields 16 and 17 of stat(5) are cutime and cstime; `fields` starts at field 3.
+    let ticks: f64 = fields[13].parse::<f64>().unwrap() + fields[14].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+fn row(what: &str, value: String, note: String) {
+    println!("| {what} | {value} | {note} |");
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "✔" } else { "✘" }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let bin = args.next().expect("usage: bench BINARY [RUNS]");
+    let runs: usize = args.next().map_or(30, |r| r.parse().expect("RUNS"));
+    let fixture = Path::new(FIXTURE);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    println!(
+        "prefixd-fastnetmon bench: {runs} interleaved runs each, loopback stand-in; {cpu}, {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("binary: {bin}\n");
+    println!("| what | median (p90) | ratio / target |");
+    println!("|---|---|---|");
+
+    // 1, 2, 7: one ban, one unban, --version — ours, curl, the script, interleaved.
+    let srv = Server::start();
+    let env = Env::new("single", &srv.url);
+    let body = env.dir.join("body.json");
+    let dry = Command::new(&bin)
+        .args(["--dry-run", "192.0.2.10", "incoming", "412345", "ban"])
+        .env_clear()
+        .envs(env.vars.iter().map(|(k, v)| (k, v)))
+        .stdin(File::open(fixture).unwrap())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&dry.stdout);
+    std::fs::write(&body, &text[text.find("\n{").expect("dry-run JSON") + 1..]).unwrap();
+    let curl_post = |env: &Env| {
+        let mut c = env.cmd(
+            "curl",
+            &[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+            ],
+        );
+        c.arg(format!("@{}", body.display()))
+            .arg(format!("{}/v1/events", srv.url));
+        c
+    };
+    let (mut ours, mut curl, mut script, mut version) = (vec![], vec![], vec![], vec![]);
+    let (mut ours_un, mut curl_un, mut script_un) = (vec![], vec![], vec![]);
+    for i in 0..runs {
+        let ip = format!("192.0.2.{}", i % 200 + 1);
+        ours.push(time(
+            env.cmd(&bin, &[&ip, "incoming", "412345", "ban"]),
+            Some(fixture),
+        ));
+        curl.push(time(curl_post(&env), None));
+        script.push(time(
+            env.cmd("bash", &[SCRIPT, &ip, "incoming", "412345", "ban"]),
+            Some(fixture),
+        ));
+        version.push(time(env.cmd(&bin, &["--version"]), None));
+
+        let id = srv.add_mitigation(&ip, "udp_flood", "active");
+        ours_un.push(time(
+            env.cmd(&bin, &[&ip, "incoming", "412345", "unban"]),
+            None,
+        ));
+        let id2 = srv.add_mitigation(&ip, "udp_flood", "active");
+        let get = env.cmd(
+            "curl",
+            &[
+                "-s",
+                "-o",
+                "/dev/null",
+                &format!(
+                    "{}/v1/mitigations?status=pending,active,escalated&victim_ip={ip}&limit=1000",
+                    srv.url
+                ),
+            ],
+        );
+        let mut post = env.cmd(
+            "curl",
+            &[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+            ],
+        );
+        post.arg(r#"{"operator_id":"fastnetmon","reason":"bench"}"#)
+            .arg(format!("{}/v1/mitigations/{id2}/withdraw", srv.url));
+        curl_un.push(time(get, None) + time(post, None));
+        srv.add_mitigation(&ip, "udp_flood", "active");
+        script_un.push(time(
+            env.cmd("bash", &[SCRIPT, &ip, "incoming", "412345", "unban"]),
+            None,
+        ));
+        let _ = id;
+    }
+    let (o, c, s, v) = (
+        median(&mut ours),
+        median(&mut curl),
+        median(&mut script),
+        median(&mut version),
+    );
+    row(
+        "ban: prefixd-fastnetmon",
+        format!("{} ({})", ms(o), ms(p90(&mut ours))),
+        format!(
+            "ours/curl {:.2} (≤ 0.25 {}), ours/--version {:.1} (≤ 4 {})",
+            o.as_secs_f64() / c.as_secs_f64(),
+            verdict(o.as_secs_f64() <= 0.25 * c.as_secs_f64()),
+            o.as_secs_f64() / v.as_secs_f64(),
+            verdict(o.as_secs_f64() <= 4.0 * v.as_secs_f64())
+        ),
+    );
+    row(
+        "ban: curl, same POST",
+        format!("{} ({})", ms(c), ms(p90(&mut curl))),
+        String::new(),
+    );
+    row(
+        "ban: bash+curl+jq script",
+        format!("{} ({})", ms(s), ms(p90(&mut script))),
+        format!(
+            "script/ours {:.1} (≥ 20 {})",
+            s.as_secs_f64() / o.as_secs_f64(),
+            verdict(s.as_secs_f64() >= 20.0 * o.as_secs_f64())
+        ),
+    );
+    let (ou, cu, su) = (
+        median(&mut ours_un),
+        median(&mut curl_un),
+        median(&mut script_un),
+    );
+    row(
+        "unban (lookup + withdraw): ours",
+        format!("{} ({})", ms(ou), ms(p90(&mut ours_un))),
+        format!("ours/curl {:.2}", ou.as_secs_f64() / cu.as_secs_f64()),
+    );
+    row(
+        "unban: two curl calls",
+        format!("{} ({})", ms(cu), ms(p90(&mut curl_un))),
+        String::new(),
+    );
+    row(
+        "unban: bash+curl+jq script",
+        format!("{} ({})", ms(su), ms(p90(&mut script_un))),
+        format!("script/ours {:.1}", su.as_secs_f64() / ou.as_secs_f64()),
+    );
+    row(
+        "--version (process floor)",
+        format!("{} ({})", ms(v), ms(p90(&mut version))),
+        String::new(),
+    );
+
+    // 3: peak RSS of one ban, over HTTP and HTTPS, next to curl.
+    let rss = |c: Command, stdin: Option<&Path>| {
+        let mut v: Vec<u64> = (0..5).map(|_| peak_rss(&c, stdin)).collect();
+        v.sort();
+        v[2]
+    };
+    let r_ours = rss(
+        env.cmd(&bin, &["192.0.2.250", "incoming", "1", "ban"]),
+        Some(fixture),
+    );
+    let r_curl = rss(curl_post(&env), None);
+    let tls = Server::with(Options {
+        tls: true,
+        ..Default::default()
+    });
+    let mut tls_env = Env::new("tls", &tls.url);
+    tls_env.set("PREFIXD_CA_FILE", &format!("{}/ca.pem", server::TLS_DIR));
+    let r_tls = rss(
+        tls_env.cmd(&bin, &["192.0.2.251", "incoming", "1", "ban"]),
+        Some(fixture),
+    );
+    row(
+        "peak RSS, one ban over HTTP: ours",
+        format!("{r_ours} KiB"),
+        format!("curl {r_curl} KiB; ≤ 2048 {}", verdict(r_ours <= 2048)),
+    );
+    row(
+        "peak RSS, one ban over HTTPS: ours",
+        format!("{r_tls} KiB"),
+        format!("≤ 3072 {}", verdict(r_tls <= 3072)),
+    );
+
+    // 4: sizes.
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    row(
+        "binary size (this binary)",
+        format!("{} bytes", size(Path::new(&bin))),
+        String::new(),
+    );
+    if let Ok(rd) = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/dist")) {
+        let mut files: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("prefixd-fastnetmon-"))
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            row(
+                &format!("size dist/{}", f.file_name().unwrap().to_string_lossy()),
+                format!("{} bytes", size(&f)),
+                String::new(),
+            );
+        }
+    }
+
+    // 5: storms of concurrent bans against a prefixd answering in 20 ms.
+    for n in [100usize, 500] {
+        let slow = Server::with(Options {
+            delay: Duration::from_millis(20),
+            ..Default::default()
+        });
+        let env = Env::new(&format!("storm{n}"), &slow.url);
+        let cpu0 = children_cpu();
+        let t = Instant::now();
+        let children: Vec<_> = (0..n)
+            .map(|i| {
+                let ip = format!("10.{}.{}.{}", i / 65536, i / 256 % 256, i % 256);
+                let mut c = env.cmd(&bin, &[&ip, "incoming", "1000", "ban"]);
+                c.stdin(File::open(fixture).unwrap())
+                    .spawn()
+                    .expect("spawn")
+            })
+            .collect();
+        let mut codes = std::collections::BTreeMap::<i32, usize>::new();
+        for mut c in children {
+            *codes
+                .entry(c.wait().unwrap().code().unwrap_or(-1))
+                .or_default() += 1;
+        }
+        let wall = t.elapsed();
+        let mut flush = env.cmd(&bin, &["--flush"]);
+        let _ = flush.status();
+        let cpu = children_cpu() - cpu0;
+        let got: std::collections::BTreeSet<String> = slow
+            .requests()
+            .iter()
+            .filter(|r| r.target == "/v1/events")
+            .map(|r| r.body.clone())
+            .map(|b| {
+                b.split("\"victim_ip\":\"")
+                    .nth(1)
+                    .unwrap_or("")
+                    .split('"')
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        let lost = n - got.len().min(n);
+        row(
+            &format!("storm: {n} concurrent bans, prefixd 20 ms"),
+            format!("{:.2} s wall", wall.as_secs_f64()),
+            format!(
+                "lost {lost} {}, CPU {cpu:.2} s, exit codes {codes:?}",
+                verdict(lost == 0)
+            ),
+        );
+    }
+
+    // 6: a spool of 10,000 notices delivered by one --flush.
+    let n = 10_000usize;
+    let srv = Server::start();
+    let mut env = Env::new("spool", &srv.url);
+    env.set("PREFIXD_DEADLINE", "120");
+    let spool = Spool::open(&env.dir.join("spool")).unwrap();
+    let details = std::fs::read_to_string(fixture).unwrap();
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 60_000;
+    let ips: Vec<String> = (0..n)
+        .map(|i| format!("10.{}.{}.{}", i / 65536, i / 256 % 256, i % 256))
+        .collect();
+    for (i, ip) in ips.iter().enumerate() {
+        let e = Entry {
+            victim_ip: ip.clone(),
+            direction: "incoming".into(),
+            pps: Some("1000".into()),
+            action: "ban".into(),
+            details: details.clone(),
+            truncated: false,
+            received_ms: t0 + i as u64,
+        };
+        spool.append(&e).unwrap();
+    }
+    let took = time(env.cmd(&bin, &["--flush"]), None);
+    let got: Vec<String> = srv
+        .requests()
+        .iter()
+        .filter(|r| r.target == "/v1/events")
+        .map(|r| {
+            r.body
+                .split("\"victim_ip\":\"")
+                .nth(1)
+                .unwrap_or("")
+                .split('"')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    let in_order = got == ips;
+    let left = spool.list().unwrap().len();
+    row(
+        &format!("spool: {n} notices, one --flush"),
+        format!(
+            "{:.2} s wall, {:.0} notices/s",
+            took.as_secs_f64(),
+            n as f64 / took.as_secs_f64()
+        ),
+        format!(
+            "order kept {}, lost {} {}, left {left}; ≤ 5 s {}",
+            verdict(in_order),
+            n - got.len().min(n),
+            verdict(got.len() == n),
+            verdict(took <= Duration::from_secs(5))
+        ),
+    );
+}
