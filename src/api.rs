@@ -108,7 +108,7 @@ impl Client {
             .provider(TlsProvider::Rustls)
             .root_certs(roots)
             .build();
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .tls_config(tls)
             .http_status_as_error(false)
             // A redirect would carry the token to wherever it points; report it instead.
@@ -116,8 +116,17 @@ impl Client {
             .max_redirects_will_error(false)
             .user_agent(concat!("prefixd-fastnetmon/", env!("CARGO_PKG_VERSION")))
             .proxy(None)
-            .build()
-            .new_agent();
+            // ureq's 128 KiB defaults are zero-filled on every run: a third of a ban's CPU.
+            // prefixd's headers are small; bodies stream through.
+            .input_buffer_size(16 * 1024)
+            .output_buffer_size(16 * 1024)
+            .max_response_header_size(16 * 1024)
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::new(),
+            LiteralFirst(ureq::unversioned::resolver::DefaultResolver::default()),
+        );
         Ok(Client {
             agent,
             base: cfg.api.clone(),
@@ -233,6 +242,41 @@ impl Client {
             "{method} {} failed after {attempts} attempt(s): {last}",
             self.url(path)
         )))
+    }
+}
+
+/// An IP address in `PREFIXD_API` needs no lookup; ureq's resolver would still start a thread
+/// for it (to bound the lookup by the timeout). Host names go to ureq's resolver.
+#[derive(Debug)]
+struct LiteralFirst(ureq::unversioned::resolver::DefaultResolver);
+
+impl ureq::unversioned::resolver::Resolver for LiteralFirst {
+    fn resolve(
+        &self,
+        uri: &http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let host = uri
+            .host()
+            .unwrap_or("")
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => {
+                let mut addrs = self.empty();
+                addrs.push(std::net::SocketAddr::new(ip, port));
+                Ok(addrs)
+            }
+            Err(_) => self.0.resolve(uri, config, timeout),
+        }
     }
 }
 

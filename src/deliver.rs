@@ -22,9 +22,11 @@ pub fn received(entry: &Entry) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(entry.received_ms)
 }
 
-/// Which vector a ban carries, and why.
+/// Which vector a ban carries, and why; and its bandwidth (the details are parsed once).
+#[derive(Clone)]
 pub struct VectorChoice {
     pub vector: String,
+    pub bps: Option<i64>,
     /// `file:line` of the custom rule that chose it; None: built-in detection.
     pub rule: Option<String>,
     pub builtin: &'static str,
@@ -39,14 +41,17 @@ pub fn choose_vector(rules: &[Rule], notice: &Notice, entry: &Entry) -> VectorCh
         pps: notice.pps,
         mbps: details::mbps(&parsed, &notice.direction),
     };
+    let bps = details::bps(&parsed, &notice.direction);
     match rules::first_match(rules, &facts) {
         Some(r) => VectorChoice {
             vector: r.vector.clone(),
+            bps,
             rule: Some(r.origin.clone()),
             builtin,
         },
         None => VectorChoice {
             vector: builtin.into(),
+            bps,
             rule: None,
             builtin,
         },
@@ -59,9 +64,8 @@ pub fn ban_event(
     notice: &Notice,
     entry: &Entry,
     replay: bool,
-    vector: &str,
+    choice: &VectorChoice,
 ) -> Result<Event, Error> {
-    let parsed = details::parse(&entry.details);
     let text = |s: &str| Value::String(s.to_string());
     let mut raw = Object::new();
     raw.insert("raw".into(), text(&entry.details));
@@ -82,10 +86,10 @@ pub fn ban_event(
         timestamp: time::rfc3339(received(entry)),
         source: "fastnetmon".into(),
         victim_ip: notice.victim_ip.to_string(),
-        vector: vector.into(),
+        vector: choice.vector.clone(),
         action: "ban".into(),
         pps: notice.pps,
-        bps: details::bps(&parsed, &notice.direction),
+        bps: choice.bps,
         raw_details: Value::Object(raw),
     })
 }
@@ -111,7 +115,7 @@ pub fn ban(
             let builtin = VectorChoice {
                 vector: choice.builtin.into(),
                 rule: None,
-                builtin: choice.builtin,
+                ..choice.clone()
             };
             post_ban(client, log, notice, entry, replay, &builtin).1
         }
@@ -130,7 +134,7 @@ fn post_ban(
 ) -> (Option<u16>, Result<(), Error>) {
     let mut sent = None;
     let reply = client.call(log, "POST", "/v1/events", || {
-        let event = ban_event(notice, entry, replay, &choice.vector)?;
+        let event = ban_event(notice, entry, replay, choice)?;
         let body = miniserde::json::to_string(&event);
         sent = Some(event);
         Ok(Some(body))

@@ -54,6 +54,9 @@ fn leading_number(s: &str) -> Option<u64> {
 
 /// `2025-05-14 10:21:07.113204 198.51.100.7:53 > 192.0.2.10:41234 protocol: udp frag: 0 …`
 fn parse_packet(line: &str) -> Option<Packet> {
+    if !line.contains(" > ") {
+        return None;
+    }
     let tokens: Vec<&str> = line.split_whitespace().take(32).collect();
     let arrow = tokens.iter().position(|t| *t == ">")?;
     let (src, sport) = endpoint(tokens.get(arrow.checked_sub(1)?)?)?;

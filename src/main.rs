@@ -236,8 +236,7 @@ fn print_dry_run(cfg: &config::Config, n: &notice::Notice, entry: &Entry) -> Res
                 choice.vector
             ),
         }
-        let body =
-            miniserde::json::to_string(&deliver::ban_event(n, entry, false, &choice.vector)?);
+        let body = miniserde::json::to_string(&deliver::ban_event(n, entry, false, &choice)?);
         println!(
             "POST {}/v1/events\n{auth}Content-Type: application/json\n\n{}",
             cfg.api,
