@@ -21,7 +21,7 @@ deps:
 
 static: deps
 	$(CARGO) build --release --locked --target $(TARGET)
-	@file $(STATIC) | grep -Eq 'static(ally|-pie) linked' || { file $(STATIC); echo 'not a static binary' >&2; exit 1; }
+	@file $(STATIC) | grep -q 'statically linked' || { file $(STATIC); echo 'not a static binary' >&2; exit 1; }
 	@ls -l $(STATIC) | awk '{print $$5 " bytes  $(STATIC)"}'
 
 stub:
