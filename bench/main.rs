@@ -377,21 +377,7 @@ fn main() {
         let mut flush = env.cmd(&bin, &["--flush"]);
         let _ = flush.status();
         let cpu = children_cpu() - cpu0;
-        let got: std::collections::BTreeSet<String> = slow
-            .requests()
-            .iter()
-            .filter(|r| r.target == "/v1/events")
-            .map(|r| r.body.clone())
-            .map(|b| {
-                b.split("\"victim_ip\":\"")
-                    .nth(1)
-                    .unwrap_or("")
-                    .split('"')
-                    .next()
-                    .unwrap_or("")
-                    .to_string()
-            })
-            .collect();
+        let got: std::collections::BTreeSet<String> = slow.banned_ips().into_iter().collect();
         let lost = n - got.len().min(n);
         row(
             &format!("storm: {n} concurrent bans, prefixd 20 ms"),
@@ -431,21 +417,7 @@ fn main() {
         spool.append(&e).unwrap();
     }
     let took = time(env.cmd(&bin, &["--flush"]), None);
-    let got: Vec<String> = srv
-        .requests()
-        .iter()
-        .filter(|r| r.target == "/v1/events")
-        .map(|r| {
-            r.body
-                .split("\"victim_ip\":\"")
-                .nth(1)
-                .unwrap_or("")
-                .split('"')
-                .next()
-                .unwrap_or("")
-                .to_string()
-        })
-        .collect();
+    let got = srv.banned_ips();
     let in_order = got == ips;
     let left = spool.list().unwrap().len();
     row(

@@ -297,10 +297,7 @@ fn unban_withdraws_every_active_mitigation() {
     assert_eq!(r.stdout, "");
 
     let reqs = srv.requests();
-    let lines: Vec<String> = reqs
-        .iter()
-        .map(|r| format!("{} {}", r.method, r.target))
-        .collect();
+    let lines: Vec<String> = srv.lines();
     assert_eq!(
         lines,
         [
@@ -368,11 +365,7 @@ fn unban_looks_up_again_while_nothing_is_active() {
     let id = srv.add_mitigation("192.0.2.10", "udp_flood", "active");
     let r = sb.run(&["192.0.2.10", "incoming", "0", "unban"], None);
     assert_eq!(r.code, 0, "{}", sb.log());
-    let lines: Vec<String> = srv
-        .requests()
-        .iter()
-        .map(|r| format!("{} {}", r.method, r.target))
-        .collect();
+    let lines: Vec<String> = srv.lines();
     assert_eq!(lines.len(), 3, "{lines:?}");
     assert_eq!(lines[2], format!("POST /v1/mitigations/{id}/withdraw"));
 }
@@ -390,11 +383,7 @@ fn withdraw_answered_400_is_rechecked_and_counts_as_gone() {
     let sb = Sandbox::new(&srv.url);
     let r = sb.run(&["192.0.2.10", "incoming", "0", "unban"], None);
     assert_eq!(r.code, 0, "{}", sb.log());
-    let lines: Vec<String> = srv
-        .requests()
-        .iter()
-        .map(|r| format!("{} {}", r.method, r.target))
-        .collect();
+    let lines: Vec<String> = srv.lines();
     assert_eq!(
         lines[1..],
         [

@@ -25,14 +25,6 @@ fn ban_text(ip: &str) -> String {
     )
 }
 
-fn posted_ips(srv: &Server) -> Vec<String> {
-    srv.requests()
-        .iter()
-        .filter(|r| r.target == "/v1/events")
-        .map(|r| s(r.json().get("victim_ip")))
-        .collect()
-}
-
 #[test]
 fn prefixd_down_then_back_loses_nothing() {
     let port = dead_port();
@@ -57,7 +49,7 @@ fn prefixd_down_then_back_loses_nothing() {
     let srv = Server::bind(&format!("127.0.0.1:{port}"), Options::default());
     let r = sb.run(&["--flush"], None);
     assert_eq!(r.code, 0, "{}", sb.log());
-    assert_eq!(posted_ips(&srv), ips, "in order, once each");
+    assert_eq!(srv.banned_ips(), ips, "in order, once each");
     for req in srv.requests() {
         let body = req.json();
         let Some(Value::Object(raw)) = body.get("raw_details") else {
@@ -126,11 +118,7 @@ fn a_spooled_ban_is_dropped_by_a_later_unban() {
     let id = srv.add_mitigation("192.0.2.10", "udp_flood", "active");
     let r = sb.run(&["192.0.2.10", "incoming", "5", "unban"], None);
     assert_eq!(r.code, 0, "{}", sb.log());
-    let lines: Vec<String> = srv
-        .requests()
-        .iter()
-        .map(|r| format!("{} {}", r.method, r.target))
-        .collect();
+    let lines: Vec<String> = srv.lines();
     assert_eq!(
         lines,
         [
@@ -185,11 +173,7 @@ fn an_unban_spooled_behind_a_ban_is_delivered_after_it() {
     let srv = Server::bind(&format!("127.0.0.1:{port}"), Options::default());
     assert_eq!(sb.run(&["--flush"], None).code, 0, "{}", sb.log());
     // First ban dropped (an unban follows); the unban finds nothing; the newer ban stays active.
-    let lines: Vec<String> = srv
-        .requests()
-        .iter()
-        .map(|r| format!("{} {}", r.method, r.target))
-        .collect();
+    let lines: Vec<String> = srv.lines();
     assert_eq!(
         lines,
         [
@@ -229,7 +213,7 @@ fn refused_token_and_bad_configuration_are_kept_for_after_the_fix() {
     assert_eq!(srv.requests().len(), 1);
     sb.unset("PREFIXD_TIMEOUT");
     assert_eq!(sb.run(&["--flush"], None).code, 0, "{}", sb.log());
-    assert_eq!(posted_ips(&srv), ["192.0.2.10", "192.0.2.10", "192.0.2.11"]);
+    assert_eq!(srv.banned_ips(), ["192.0.2.10", "192.0.2.10", "192.0.2.11"]);
 }
 
 #[test]
@@ -328,7 +312,7 @@ fn storm_of_200_concurrent_bans_against_a_slow_prefixd() {
     assert_eq!(r.code, 0, "{}", sb.log());
 
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for ip in posted_ips(&srv) {
+    for ip in srv.banned_ips() {
         *counts.entry(ip).or_default() += 1;
     }
     let missing: Vec<&String> = ips.iter().filter(|ip| !counts.contains_key(*ip)).collect();
@@ -376,11 +360,11 @@ fn kill_9_in_the_middle_of_a_flush_loses_nothing() {
     }
     flusher.kill().unwrap();
     flusher.wait().unwrap();
-    let first = posted_ips(&srv).len();
+    let first = srv.banned_ips().len();
     assert!((5..20).contains(&first), "killed after {first}");
 
     assert_eq!(sb.run(&["--flush"], None).code, 0, "{}", sb.log());
-    let got = posted_ips(&srv);
+    let got = srv.banned_ips();
     for ip in &ips {
         assert!(got.contains(ip), "{ip} lost");
     }
@@ -409,7 +393,7 @@ fn concurrent_flushes_never_deliver_one_notice_twice() {
     for f in flushers {
         assert_eq!(f.wait_with_output().unwrap().status.code(), Some(0));
     }
-    let got = posted_ips(&srv);
+    let got = srv.banned_ips();
     assert_eq!(got.len(), 10, "{got:?}");
     assert!(sb.spooled().is_empty());
 }

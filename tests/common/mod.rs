@@ -127,13 +127,7 @@ impl Sandbox {
                 let _ = pipe.write_all(&data);
             });
         }
-        let out = child.wait_with_output().expect("wait");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            took: started.elapsed(),
-        }
+        finish(child, started)
     }
 
     /// Runs with a stdin pipe that is never written nor closed, as a terminal-less FastNetMon
@@ -158,13 +152,17 @@ impl Sandbox {
         if child.try_wait().unwrap().is_none() {
             let _ = child.kill();
         }
-        let out = child.wait_with_output().expect("wait");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            took: started.elapsed(),
-        }
+        finish(child, started)
+    }
+}
+
+fn finish(child: std::process::Child, started: Instant) -> Run {
+    let out = child.wait_with_output().expect("wait");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        took: started.elapsed(),
     }
 }
 

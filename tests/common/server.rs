@@ -159,6 +159,27 @@ impl Server {
         self.state.requests.lock().unwrap().clone()
     }
 
+    /// `METHOD target` of everything received, in order.
+    pub fn lines(&self) -> Vec<String> {
+        self.requests()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.target))
+            .collect()
+    }
+
+    /// `victim_ip` of every `POST /v1/events`, in arrival order.
+    pub fn banned_ips(&self) -> Vec<String> {
+        let ip = |r: &Recorded| match r.json().get("victim_ip") {
+            Some(Value::String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        self.requests()
+            .iter()
+            .filter(|r| r.target == "/v1/events")
+            .map(ip)
+            .collect()
+    }
+
     pub fn clear(&self) {
         self.state.requests.lock().unwrap().clear();
     }
@@ -407,26 +428,36 @@ fn mitigation_json(m: &Mitigation) -> String {
     )
 }
 
+/// axum's `Json` extractor, as prefixd runs it before authentication: 415 without the JSON
+/// content type, 400 for a body that is not a JSON object.
+fn json_body(req: &Recorded) -> Result<miniserde::json::Object, (u16, String)> {
+    if !req
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("application/json"))
+    {
+        return Err((
+            415,
+            "Expected request with `Content-Type: application/json`".into(),
+        ));
+    }
+    match json::from_str::<Value>(&req.body) {
+        Ok(Value::Object(o)) => Ok(o),
+        _ => Err((400, "Failed to parse the request body as JSON".into())),
+    }
+}
+
 /// The fake prefixd's answer, following shared/prefixd-api.md.
 fn prefixd(st: &State, req: &Recorded) -> (u16, String) {
     let path = req.target.split('?').next().unwrap_or("");
-    let is_json = req
-        .header("content-type")
-        .is_some_and(|c| c.starts_with("application/json"));
     match (req.method.as_str(), path) {
         ("GET", "/v1/health") => (
             200,
             r#"{"status":"ok","version":"0.10.1","auth_mode":"bearer"}"#.into(),
         ),
         ("POST", "/v1/events") => {
-            if !is_json {
-                return (
-                    415,
-                    "Expected request with `Content-Type: application/json`".into(),
-                );
-            }
-            let Ok(Value::Object(o)) = json::from_str::<Value>(&req.body) else {
-                return (400, "Failed to parse the request body as JSON".into());
+            let o = match json_body(req) {
+                Ok(o) => o,
+                Err(refusal) => return refusal,
             };
             let s = |k: &str| match o.get(k) {
                 Some(Value::String(s)) => Some(s.clone()),
@@ -538,14 +569,9 @@ fn prefixd(st: &State, req: &Recorded) -> (u16, String) {
             }
         }
         ("POST", p) if p.starts_with("/v1/mitigations/") && p.ends_with("/withdraw") => {
-            if !is_json {
-                return (
-                    415,
-                    "Expected request with `Content-Type: application/json`".into(),
-                );
-            }
-            let Ok(Value::Object(o)) = json::from_str::<Value>(&req.body) else {
-                return (400, "Failed to parse the request body as JSON".into());
+            let o = match json_body(req) {
+                Ok(o) => o,
+                Err(refusal) => return refusal,
             };
             let (Some(Value::String(op)), Some(Value::String(_))) =
                 (o.get("operator_id"), o.get("reason"))
