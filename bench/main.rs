@@ -88,6 +88,11 @@ fn p90(v: &mut [Duration]) -> Duration {
     v[(v.len() * 9).div_ceil(10) - 1]
 }
 
+/// `median (p90)` of a set of timings.
+fn spread(v: &mut [Duration]) -> String {
+    format!("{} ({})", ms(median(v)), ms(p90(v)))
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
@@ -242,7 +247,7 @@ fn main() {
     );
     row(
         "ban: prefixd-fastnetmon",
-        format!("{} ({})", ms(o), ms(p90(&mut ours))),
+        spread(&mut ours),
         format!(
             "ours/curl {:.2} (≤ 0.25 {}), ours/--version {:.1} (≤ 4 {})",
             o.as_secs_f64() / c.as_secs_f64(),
@@ -251,14 +256,10 @@ fn main() {
             verdict(o.as_secs_f64() <= 4.0 * v.as_secs_f64())
         ),
     );
-    row(
-        "ban: curl, same POST",
-        format!("{} ({})", ms(c), ms(p90(&mut curl))),
-        String::new(),
-    );
+    row("ban: curl, same POST", spread(&mut curl), String::new());
     row(
         "ban: bash+curl+jq script",
-        format!("{} ({})", ms(s), ms(p90(&mut script))),
+        spread(&mut script),
         format!(
             "script/ours {:.1} (≥ 20 {})",
             s.as_secs_f64() / o.as_secs_f64(),
@@ -272,22 +273,18 @@ fn main() {
     );
     row(
         "unban (lookup + withdraw): ours",
-        format!("{} ({})", ms(ou), ms(p90(&mut ours_un))),
+        spread(&mut ours_un),
         format!("ours/curl {:.2}", ou.as_secs_f64() / cu.as_secs_f64()),
     );
-    row(
-        "unban: two curl calls",
-        format!("{} ({})", ms(cu), ms(p90(&mut curl_un))),
-        String::new(),
-    );
+    row("unban: two curl calls", spread(&mut curl_un), String::new());
     row(
         "unban: bash+curl+jq script",
-        format!("{} ({})", ms(su), ms(p90(&mut script_un))),
+        spread(&mut script_un),
         format!("script/ours {:.1}", su.as_secs_f64() / ou.as_secs_f64()),
     );
     row(
         "--version (process floor)",
-        format!("{} ({})", ms(v), ms(p90(&mut version))),
+        spread(&mut version),
         String::new(),
     );
 
