@@ -106,9 +106,16 @@ fn notify(
     let details = if reads_stdin {
         let stdin = std::io::stdin();
         let tty = stdin.is_terminal();
-        notice::read_details(stdin.lock(), tty)
-            .map_err(|e| Error::Internal(format!("reading details from stdin: {e}")))
-            .inspect_err(|e| log.error(&e.to_string()))?
+        // A broken stdin costs the details, never the ban.
+        notice::read_details(stdin.lock(), tty).unwrap_or_else(|e| {
+            log.warn(&format!(
+                "reading details from stdin: {e}; sending without them"
+            ));
+            notice::Details {
+                text: String::new(),
+                truncated: false,
+            }
+        })
     } else {
         notice::Details {
             text: String::new(),
@@ -155,21 +162,18 @@ fn notify(
     if let Err(why) = &spool {
         log.debug(why);
     }
-    let client = match (loaded.errors.first(), api::Client::new(cfg, deadline)) {
-        (None, Ok(c)) => c,
-        (first, built) => {
-            for e in &loaded.errors {
-                log.error(&format!("configuration error: {e}"));
+    let client =
+        match config_errors(loaded, log).map_or_else(|| api::Client::new(cfg, deadline), Err) {
+            Ok(c) => c,
+            Err(e) => {
+                log.error(&format!(
+                    "{} {} not sent: {e}",
+                    entry.action, entry.victim_ip
+                ));
+                outbox::keep(log, &spool, &entry, &e)?;
+                return Err(e);
             }
-            let e = first
-                .map(|f| Error::Config(f.clone()))
-                .or(built.err())
-                .unwrap_or_else(|| Error::Internal("no client".into()));
-            log.error(&e.to_string());
-            outbox::keep(log, &spool, &entry, &e)?;
-            return Err(e);
-        }
-    };
+        };
     *pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(entry.clone());
     let ctx = outbox::Ctx {
         cfg,
@@ -182,13 +186,18 @@ fn notify(
     result
 }
 
+/// Logs every configuration error; the first one is the run's error (exit 78).
+fn config_errors(loaded: &config::Loaded, log: &log::Log) -> Option<Error> {
+    for e in &loaded.errors {
+        log.error(&format!("configuration error: {e}"));
+    }
+    loaded.errors.first().map(|e| Error::Config(e.clone()))
+}
+
 fn flush(loaded: &config::Loaded, log: &log::Log, deadline: Instant) -> Result<(), Error> {
     let cfg = &loaded.config;
-    if let Some(first) = loaded.errors.first() {
-        for e in &loaded.errors {
-            log.error(&format!("configuration error: {e}"));
-        }
-        return Err(Error::Config(first.clone()));
+    if let Some(e) = config_errors(loaded, log) {
+        return Err(e);
     }
     let Some(dir) = &cfg.spool else {
         log.info("flush: PREFIXD_SPOOL=off, nothing to deliver");
