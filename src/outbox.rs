@@ -92,51 +92,48 @@ pub fn keep(log: &Log, spool: &SpoolOrWhy, entry: &Entry, why: &Error) -> Result
 
 /// A fresh notice from FastNetMon.
 pub fn handle(ctx: &Ctx, spool_or_why: &SpoolOrWhy, entry: &Entry) -> Result<(), Error> {
-    let Ok(spool) = spool_or_why else {
-        return send(ctx, entry, false).inspect_err(|e| {
-            if keepable(e) {
-                let _ = keep(ctx.log, spool_or_why, entry, e);
-            }
-        });
-    };
+    let spool = spool_or_why.as_ref().ok();
     // Runs for one IP take turns, so their order holds even while they retry.
-    let _turn = match spool.lock_ip(&entry.victim_ip, ctx.deadline) {
-        Ok(Some(l)) => l,
-        Ok(None) => {
+    let _turn = match spool.map(|s| s.lock_ip(&entry.victim_ip, ctx.deadline)) {
+        Some(Ok(None)) => {
             let e = Error::NotDelivered(
                 "another run for this IP kept its turn until our deadline".into(),
             );
             keep(ctx.log, spool_or_why, entry, &e)?;
             return Err(e);
         }
-        Err(e) => {
-            return Err(Error::Internal(format!(
-                "spool lock in {}: {e}",
-                spool.dir().display()
-            )));
-        }
-    };
-    let queued = spool.list().map(|l| l.len()).unwrap_or(0);
-    if queued > 0 {
-        let path = spool.append(entry).map_err(|e| {
-            let e = Error::NotDelivered(format!(
-                "cannot write to the spool {}: {e}",
-                spool.dir().display()
+        Some(Err(e)) => {
+            ctx.log.warn(&format!(
+                "spool lock: {e}; sending without waiting for our turn"
             ));
-            let _ = keep(ctx.log, &Err(e.to_string()), entry, &e);
-            e
-        })?;
-        ctx.log.info(&format!(
-            "{} {} queued behind {queued} spooled notice(s)",
-            entry.action, entry.victim_ip
-        ));
-        let report = flush(ctx, spool, true)?;
-        return report.fate(ctx.log, &path);
+            None
+        }
+        Some(Ok(turn)) => turn,
+        None => None,
+    };
+    if let Some(spool) = spool {
+        let queued = spool.list().map(|l| l.len()).unwrap_or(0);
+        if queued > 0 {
+            match spool.append(entry) {
+                Ok(path) => {
+                    ctx.log.info(&format!(
+                        "{} {} queued behind {queued} spooled notice(s)",
+                        entry.action, entry.victim_ip
+                    ));
+                    return flush(ctx, spool, true)?.fate(ctx.log, &path);
+                }
+                // Delivery first, order second.
+                Err(e) => ctx.log.warn(&format!(
+                    "cannot queue in {}: {e}; sending at once",
+                    spool.dir().display()
+                )),
+            }
+        }
     }
     match send(ctx, entry, false) {
         Ok(()) => {
             // prefixd answers: a good moment for what others left in the spool.
-            if !spool.is_empty().unwrap_or(true) {
+            if let Some(spool) = spool.filter(|s| !s.is_empty().unwrap_or(true)) {
                 let _ = flush(ctx, spool, false);
             }
             Ok(())
