@@ -66,7 +66,8 @@ DIST_ARCHS ?= x86_64 aarch64 armv7 armv6 mips mipsel
 ZIGVENV    := $(CURDIR)/.zigvenv
 ZIGLANG    := 0.17.1
 ZIGBUILD   := 0.24.1
-# The machine's preinstalled nightly builds std for every target (-Z build-std), optimised for
+# Its own target dir, so that `make static` (stable) and `make dist` (nightly) never overwrite
+# each other's x86_64 binary. The machine's preinstalled nightly builds std for every target (-Z build-std), optimised for
 # size: that is what brings x86_64 under 1.5 MiB (stable's prebuilt std: 1.84 MB).
 NIGHTLY    ?= nightly
 ZIG_ENV    := CARGO_ZIGBUILD_PYTHON_PATH=$(ZIGVENV)/bin/python3 \
@@ -85,9 +86,9 @@ dist: dist-deps
 	@set -e; for pair in $(DIST_ALL); do arch=$${pair%%:*}; triple=$${pair#*:}; \
 	  case " $(DIST_ARCHS) " in *" $$arch "*) ;; *) continue;; esac; \
 	  start=$$(date +%s); \
-	  $(ZIG_ENV) $(CARGO) +$(NIGHTLY) zigbuild -q --release --locked --target $$triple \
+	  $(ZIG_ENV) $(CARGO) +$(NIGHTLY) zigbuild -q --release --locked --target $$triple --target-dir target/dist \
 	    -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size; \
-	  cp target/$$triple/release/prefixd-fastnetmon dist/prefixd-fastnetmon-$$arch; \
+	  cp target/dist/$$triple/release/prefixd-fastnetmon dist/prefixd-fastnetmon-$$arch; \
 	  file dist/prefixd-fastnetmon-$$arch | grep -q 'statically linked' || { file dist/prefixd-fastnetmon-$$arch; exit 1; }; \
 	  printf '%-8s %9s bytes  %4ss  %s\n' $$arch $$(stat -c %s dist/prefixd-fastnetmon-$$arch) $$(( $$(date +%s) - start )) $$triple; \
 	done
@@ -152,7 +153,7 @@ deb:
 	  stage=$$(mktemp -d); \
 	  $(MAKE) -s install DESTDIR=$$stage PREFIX=/usr BIN=$$bin >/dev/null; \
 	  rm -f $$stage/etc/default/prefixd; install -m 0600 contrib/prefixd.env.example $$stage/etc/default/prefixd; \
-	  install -d $$stage/DEBIAN; \
+	  chmod 0755 $$stage; install -d $$stage/DEBIAN; \
 	  sed -e 's/@VERSION@/$(VERSION)/' -e "s/@ARCH@/$$arch/" -e "s/@SIZE@/$$(du -sk --exclude=DEBIAN $$stage | cut -f1)/" contrib/debian/control.in > $$stage/DEBIAN/control; \
 	  install -m 0644 contrib/debian/conffiles $$stage/DEBIAN/conffiles; \
 	  install -m 0755 contrib/debian/postinst $$stage/DEBIAN/postinst; \

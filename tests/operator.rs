@@ -430,6 +430,7 @@ fn make_deb_builds_a_package_with_conffiles_and_postinst() {
         .unwrap();
     let list = String::from_utf8_lossy(&list.stdout);
     for (mode, path) in [
+        ("drwxr-xr-x root/root", " ./"),
         ("-rwxr-xr-x root/root", "./usr/bin/prefixd-fastnetmon"),
         ("-rw------- root/root", "./etc/default/prefixd"),
         (
