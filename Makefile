@@ -107,7 +107,8 @@ cross-test:
 	  test $${PIPESTATUS[0]} -eq 0; \
 	done
 
-# ---- fuzzing (cargo-fuzz, nightly): FUZZ_SECONDS per target ----
+# ---- fuzzing (cargo-fuzz, nightly): FUZZ_SECONDS per target. A crash input goes into
+# tests/fuzz/regressions/<target>/, which `cargo test` replays (tests/fuzz_inputs.rs). ----
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := envfile details replies
 fuzz-deps:
