@@ -169,7 +169,8 @@ fn main() {
         .unwrap();
     let text = String::from_utf8_lossy(&dry.stdout);
     std::fs::write(&body, &text[text.find("\n{").expect("dry-run JSON") + 1..]).unwrap();
-    let curl_post = |env: &Env| {
+    // curl sending what we send: the same JSON body, the same URL.
+    let curl_post = |env: &Env, data: &str, url: String| {
         let mut c = env.cmd(
             "curl",
             &[
@@ -179,12 +180,13 @@ fn main() {
                 "-H",
                 "Content-Type: application/json",
                 "--data-binary",
+                data,
             ],
         );
-        c.arg(format!("@{}", body.display()))
-            .arg(format!("{}/v1/events", srv.url));
+        c.arg(url);
         c
     };
+    let ban_body = format!("@{}", body.display());
     let (mut ours, mut curl, mut script, mut version) = (vec![], vec![], vec![], vec![]);
     let (mut ours_un, mut curl_un, mut script_un) = (vec![], vec![], vec![]);
     for i in 0..runs {
@@ -193,7 +195,10 @@ fn main() {
             env.cmd(&bin, &[&ip, "incoming", "412345", "ban"]),
             Some(fixture),
         ));
-        curl.push(time(curl_post(&env), None));
+        curl.push(time(
+            curl_post(&env, &ban_body, format!("{}/v1/events", srv.url)),
+            None,
+        ));
         script.push(time(
             env.cmd("bash", &[SCRIPT, &ip, "incoming", "412345", "ban"]),
             Some(fixture),
@@ -218,19 +223,11 @@ fn main() {
                 ),
             ],
         );
-        let mut post = env.cmd(
-            "curl",
-            &[
-                "-s",
-                "-o",
-                "/dev/null",
-                "-H",
-                "Content-Type: application/json",
-                "-d",
-            ],
+        let post = curl_post(
+            &env,
+            r#"{"operator_id":"fastnetmon","reason":"bench"}"#,
+            format!("{}/v1/mitigations/{id2}/withdraw", srv.url),
         );
-        post.arg(r#"{"operator_id":"fastnetmon","reason":"bench"}"#)
-            .arg(format!("{}/v1/mitigations/{id2}/withdraw", srv.url));
         curl_un.push(time(get, None) + time(post, None));
         srv.add_mitigation(&ip, "udp_flood", "active");
         script_un.push(time(
@@ -298,7 +295,10 @@ fn main() {
         env.cmd(&bin, &["192.0.2.250", "incoming", "1", "ban"]),
         Some(fixture),
     );
-    let r_curl = rss(curl_post(&env), None);
+    let r_curl = rss(
+        curl_post(&env, &ban_body, format!("{}/v1/events", srv.url)),
+        None,
+    );
     let tls = Server::with(Options {
         tls: true,
         ..Default::default()

@@ -4,27 +4,9 @@
 mod common;
 
 use common::server::{Behavior, Options, Server, TLS_DIR};
-use common::{Sandbox, fixture, is_uuid_v4, s};
-use miniserde::json::{Number, Value};
+use common::{Sandbox, fixture, is_uuid_v4, num, raw_details, s};
+use miniserde::json::Value;
 use std::time::Duration;
-
-fn num(v: Option<&Value>) -> Option<i64> {
-    match v {
-        Some(Value::Number(Number::U64(n))) => Some(*n as i64),
-        Some(Value::Number(Number::I64(n))) => Some(*n),
-        Some(Value::Null) => None,
-        other => panic!("expected a number or null, got {other:?}"),
-    }
-}
-
-fn raw_details(
-    body: &std::collections::BTreeMap<String, Value>,
-) -> std::collections::BTreeMap<String, Value> {
-    match body.get("raw_details") {
-        Some(Value::Object(o)) => o.clone().into_iter().collect(),
-        other => panic!("raw_details: {other:?}"),
-    }
-}
 
 #[test]
 fn ban_reaches_prefixd_with_detected_vector() {

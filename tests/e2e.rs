@@ -7,8 +7,8 @@
 mod common;
 
 use common::server::{Options, Server};
-use common::{Sandbox, s};
-use miniserde::json::{Number, Value};
+use common::{Sandbox, num, raw_details, s};
+use miniserde::json::Value;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -176,23 +176,6 @@ fn withdrawn(srv: &Server, ip: &str) -> bool {
         .any(|m| m.victim_ip == ip && m.status == "withdrawn")
 }
 
-fn raw(
-    body: &std::collections::BTreeMap<String, Value>,
-) -> std::collections::BTreeMap<String, Value> {
-    match body.get("raw_details") {
-        Some(Value::Object(o)) => o.clone().into_iter().collect(),
-        other => panic!("raw_details: {other:?}"),
-    }
-}
-
-fn int(v: Option<&Value>) -> i64 {
-    match v {
-        Some(Value::Number(Number::U64(n))) => *n as i64,
-        Some(Value::Number(Number::I64(n))) => *n,
-        other => panic!("not an integer: {other:?}"),
-    }
-}
-
 /// `Total <direction> traffic: N mbps` from FastNetMon's own text, × 1,000,000.
 fn bps_in_text(text: &str, direction: &str) -> i64 {
     let label = format!("Total {direction} traffic: ");
@@ -310,7 +293,7 @@ fn fastnetmon_1_2_4_drives_the_binary_end_to_end() {
             "{victim}: one ban (attack_details sends nothing): {bans:?}"
         );
         let b = &bans[0];
-        let rd = raw(b);
+        let rd = raw_details(b);
         let text = s(rd.get("raw"));
         assert_eq!(s(b.get("vector")), vector, "{victim}:\n{text}");
         assert_eq!(s(rd.get("direction")), direction, "{victim}");
@@ -318,12 +301,16 @@ fn fastnetmon_1_2_4_drives_the_binary_end_to_end() {
             text.contains(&format!("Attack direction: {direction}")),
             "{victim}: {text}"
         );
-        let pps = int(b.get("pps"));
+        let pps = num(b.get("pps")).unwrap();
         assert!(
             text.contains(&format!("Initial attack power: {pps} packets per second")),
             "{victim}: pps {pps} is FastNetMon's $3"
         );
-        assert_eq!(int(b.get("bps")), bps_in_text(&text, direction), "{victim}");
+        assert_eq!(
+            num(b.get("bps")).unwrap(),
+            bps_in_text(&text, direction),
+            "{victim}"
+        );
         assert!(withdrawn(&srv, victim), "{victim}");
     }
     let log = sb.log();
@@ -348,8 +335,8 @@ fn fastnetmon_1_2_4_drives_the_binary_end_to_end() {
             assert_eq!(
                 (
                     s(b.get("vector")).as_str(),
-                    int(b.get("pps")),
-                    s(raw(b).get("direction")).as_str()
+                    num(b.get("pps")).unwrap(),
+                    s(raw_details(b).get("direction")).as_str()
                 ),
                 ("unknown", 0, "other")
             );
@@ -383,7 +370,7 @@ fn fastnetmon_1_2_4_drives_the_binary_end_to_end() {
     let bans = bans_for(&srv, "203.0.113.60");
     assert_eq!(bans.len(), 1);
     assert!(matches!(
-        raw(&bans[0]).get("replayed"),
+        raw_details(&bans[0]).get("replayed"),
         Some(Value::Bool(true))
     ));
     assert_eq!(s(bans[0].get("vector")), "udp_flood");

@@ -197,6 +197,27 @@ pub fn s(v: Option<&miniserde::json::Value>) -> String {
     }
 }
 
+/// An integer JSON field (None for null).
+pub fn num(v: Option<&miniserde::json::Value>) -> Option<i64> {
+    use miniserde::json::{Number, Value};
+    match v {
+        Some(Value::Number(Number::U64(n))) => Some(*n as i64),
+        Some(Value::Number(Number::I64(n))) => Some(*n),
+        Some(Value::Null) => None,
+        other => panic!("expected a number or null, got {other:?}"),
+    }
+}
+
+/// The `raw_details` object of a ban body.
+pub fn raw_details(
+    body: &std::collections::BTreeMap<String, miniserde::json::Value>,
+) -> std::collections::BTreeMap<String, miniserde::json::Value> {
+    match body.get("raw_details") {
+        Some(miniserde::json::Value::Object(o)) => o.clone().into_iter().collect(),
+        other => panic!("raw_details: {other:?}"),
+    }
+}
+
 pub fn is_uuid_v4(id: &str) -> bool {
     id.len() == 36
         && id.char_indices().all(|(i, c)| {
