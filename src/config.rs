@@ -6,7 +6,7 @@ use crate::envfile;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const DEFAULT_ENV_FILE: &str = "/etc/default/prefixd";
@@ -258,7 +258,7 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
 
     let rules = match &rules_file {
         None => Vec::new(),
-        Some(path) => match read_small(path, 1024 * 1024).and_then(|text| {
+        Some(path) => match read_rules_file(path).and_then(|text| {
             crate::rules::parse(&path.display().to_string(), &text).map_err(|e| e.join("; "))
         }) {
             Ok((rules, w)) => {
@@ -443,65 +443,56 @@ fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
+/// A regular file's first `max` bytes, whether there was more, and its mode. Every file we
+/// read (env file, token file, rules) comes from an operator and is read bounded.
+fn read_bounded(path: &Path, max: u64) -> std::io::Result<(Vec<u8>, bool, u32)> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    let more = bytes.len() as u64 > max;
+    bytes.truncate(max as usize);
+    Ok((bytes, more, meta.permissions().mode()))
+}
+
 /// `Ok(None)` when the file does not exist.
 fn read_env_file(path: &str) -> Result<Option<(String, u32)>, String> {
-    use std::io::Read;
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
+    let (bytes, more, mode) = match read_bounded(Path::new(path), MAX_ENV_FILE) {
+        Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_ENV_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > MAX_ENV_FILE {
+    if more {
         return Err("larger than 4 MiB; not an env file".into());
     }
     if bytes.contains(&0) {
         return Err("holds NUL bytes; not a text file".into());
     }
-    Ok(Some((
-        String::from_utf8_lossy(&bytes).into_owned(),
-        meta.permissions().mode(),
-    )))
+    Ok(Some((String::from_utf8_lossy(&bytes).into_owned(), mode)))
 }
 
-/// A small text file (rules), bounded.
-fn read_small(path: &PathBuf, max: u64) -> Result<String, String> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > max {
-        return Err(format!("larger than {max} bytes"));
+/// The rules file, at most 1 MiB.
+fn read_rules_file(path: &Path) -> Result<String, String> {
+    const MAX: u64 = 1024 * 1024;
+    match read_bounded(path, MAX).map_err(|e| e.to_string())? {
+        (_, true, _) => Err(format!("larger than {MAX} bytes")),
+        (bytes, false, _) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
     }
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn read_token_file(path: &PathBuf) -> Result<(String, u32), String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    let mut bytes = Vec::new();
-    file.take(64 * 1024)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
+/// The token is the first line; anything past 64 KiB is not read.
+fn read_token_file(path: &Path) -> Result<(String, u32), String> {
+    let (bytes, _, mode) = read_bounded(path, 64 * 1024).map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&bytes);
-    let first = text.lines().next().unwrap_or("");
-    let token = parse_token(first)?;
+    let token = parse_token(text.lines().next().unwrap_or(""))?;
     if token.is_empty() {
         return Err("first line is empty".into());
     }
-    Ok((token, meta.permissions().mode()))
+    Ok((token, mode))
 }
 
 #[cfg(test)]
