@@ -196,37 +196,23 @@ pub fn flush(ctx: &Ctx, spool: &Spool, wait: bool) -> Result<Report, Error> {
     let paths = spool.list().map_err(io)?;
     let mut report = Report::default();
 
-    // An unban drops the spooled bans for its IP that came before it.
-    let mut entries: Vec<(PathBuf, Option<Entry>)> = Vec::with_capacity(paths.len());
-    let mut last_unban: HashMap<String, usize> = HashMap::new();
-    for (i, p) in paths.into_iter().enumerate() {
-        let e = match crate::spool::Spool::read(&p) {
-            Ok(e) => Some(e),
-            Err(why) => {
-                let to = spool.quarantine(&p).map_err(io)?;
-                ctx.log.error(&format!(
-                    "spooled file {} set aside as {}: {why}",
-                    p.display(),
-                    to.display()
-                ));
-                None
-            }
-        };
-        if let Some(e) = e.as_ref().filter(|e| e.action == "unban") {
-            last_unban.insert(e.victim_ip.clone(), i);
+    // An unban drops the spooled bans for its IP that came before it; the names say which
+    // notice is what, so the plan needs no notice in memory.
+    let mut last_unban: HashMap<&str, usize> = HashMap::new();
+    for (i, p) in paths.iter().enumerate() {
+        if let Some(("unban", ip)) = Spool::action_and_ip(p) {
+            last_unban.insert(ip, i);
         }
-        entries.push((p, e));
     }
 
     let max_age = ctx.cfg.spool_max_age;
-    let total = entries.len();
+    let total = paths.len();
     let mut removed = 0usize;
-    for (i, (path, entry)) in entries.iter().enumerate() {
+    for (i, path) in paths.iter().enumerate() {
         if removed >= 256 {
             spool.sync().map_err(io)?;
             removed = 0;
         }
-        let Some(entry) = entry else { continue };
         if ctx.client.remaining().is_zero() {
             report.stopped = Some(Error::NotDelivered(
                 "deadline reached while delivering the spool".into(),
@@ -234,9 +220,23 @@ pub fn flush(ctx: &Ctx, spool: &Spool, wait: bool) -> Result<Report, Error> {
             report.left = total - i;
             break;
         }
+        let entry = match Spool::read(path) {
+            Ok(e) => e,
+            Err(why) => {
+                let to = spool.quarantine(path).map_err(io)?;
+                ctx.log.error(&format!(
+                    "spooled file {} set aside as {}: {why}",
+                    path.display(),
+                    to.display()
+                ));
+                continue;
+            }
+        };
         if entry.action == "ban" {
-            let age = deliver::received(entry).elapsed().unwrap_or_default();
-            let superseded = last_unban.get(&entry.victim_ip).is_some_and(|&u| u > i);
+            let age = deliver::received(&entry).elapsed().unwrap_or_default();
+            let superseded = last_unban
+                .get(entry.victim_ip.as_str())
+                .is_some_and(|&u| u > i);
             if superseded || age > max_age {
                 let why = if superseded {
                     "an unban for it came later".to_string()
@@ -246,7 +246,7 @@ pub fn flush(ctx: &Ctx, spool: &Spool, wait: bool) -> Result<Report, Error> {
                 ctx.log.warn(&format!(
                     "dropped spooled ban {} received {}: {why}",
                     entry.victim_ip,
-                    crate::time::rfc3339(deliver::received(entry))
+                    crate::time::rfc3339(deliver::received(&entry))
                 ));
                 spool.remove(path).map_err(io)?;
                 removed += 1;
@@ -254,7 +254,7 @@ pub fn flush(ctx: &Ctx, spool: &Spool, wait: bool) -> Result<Report, Error> {
                 continue;
             }
         }
-        match send(ctx, entry, true) {
+        match send(ctx, &entry, true) {
             Ok(()) => {
                 spool.remove(path).map_err(io)?;
                 removed += 1;

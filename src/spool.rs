@@ -89,11 +89,15 @@ impl Spool {
     pub fn append(&self, e: &Entry) -> io::Result<PathBuf> {
         let mut rnd = [0u8; 4];
         getrandom::fill(&mut rnd).map_err(|e| io::Error::other(e.to_string()))?;
+        // Action and IP in the name let a flush plan (an unban drops earlier bans) without
+        // reading every notice into memory first.
         let stem = format!(
-            "{:016}-{:010}-{}",
+            "{:016}-{:010}-{}-{}-{}",
             e.received_ms,
             std::process::id(),
-            hex(&rnd)
+            hex(&rnd),
+            e.action,
+            e.victim_ip
         );
         let tmp = self.dir.join(format!(".tmp-{stem}"));
         let path = self.dir.join(format!("{stem}{SUFFIX}"));
@@ -112,6 +116,13 @@ impl Spool {
             let _ = fs::remove_file(&tmp);
         }
         result.map(|()| path)
+    }
+
+    /// `(action, victim_ip)` of a spooled notice, from its name.
+    pub fn action_and_ip(path: &Path) -> Option<(&str, &str)> {
+        let stem = path.file_name()?.to_str()?.strip_suffix(SUFFIX)?;
+        let mut parts = stem.splitn(5, '-').skip(3);
+        Some((parts.next()?, parts.next()?))
     }
 
     pub fn read(path: &Path) -> Result<Entry, String> {
@@ -240,6 +251,10 @@ mod tests {
         let early = s.append(&entry("192.0.2.1", "ban", 1_000)).unwrap();
         fs::write(dir.join(".tmp-leftover"), "x").unwrap();
         assert_eq!(s.list().unwrap(), vec![early.clone(), late.clone()]);
+        assert_eq!(Spool::action_and_ip(&early), Some(("ban", "192.0.2.1")));
+        let v6 = s.append(&entry("2001:db8::1", "unban", 3_000)).unwrap();
+        assert_eq!(Spool::action_and_ip(&v6), Some(("unban", "2001:db8::1")));
+        s.remove(&v6).unwrap();
         assert_eq!(
             Spool::read(&early).unwrap(),
             entry("192.0.2.1", "ban", 1_000)
