@@ -410,6 +410,8 @@ fn main() {
             details: details.clone(),
             truncated: false,
             received_ms: t0 + i as u64,
+            attempts: None,
+            last_error: None,
         };
         spool.append(&e).unwrap();
     }

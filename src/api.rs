@@ -35,11 +35,13 @@ pub struct MitigationList {
     pub mitigations: Vec<Mitigation>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 pub struct Mitigation {
     pub mitigation_id: String,
     pub status: Option<String>,
     pub victim_ip: Option<String>,
+    /// Moves when a later ban extends the mitigation (`created_at` never does).
+    pub updated_at: Option<String>,
 }
 
 #[derive(Serialize, Debug)]
@@ -292,8 +294,14 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(base * (500 + u64::from(jitter)) / 1000)
 }
 
-/// The final answer of a request that was not 2xx, as the error an operator acts on.
-pub fn refusal(what: &str, reply: &Reply) -> Error {
+impl Client {
+    /// The final answer of a request that was not 2xx, as the error an operator acts on.
+    pub fn refusal(&self, what: &str, reply: &Reply) -> Error {
+        refusal(what, reply, &self.base)
+    }
+}
+
+fn refusal(what: &str, reply: &Reply, api: &str) -> Error {
     let msg = format!("{what} answered {}: {}", reply.status, reply.snippet());
     match reply.status {
         401 | 403 => {
@@ -301,6 +309,10 @@ pub fn refusal(what: &str, reply: &Reply) -> Error {
         }
         300..=399 => Error::Config(format!(
             "{msg} (redirects are not followed: set PREFIXD_API to the final URL)"
+        )),
+        // prefixd answers these only for a path or method it does not have.
+        404 | 405 | 415 => Error::Config(format!(
+            "{msg} (PREFIXD_API={api} does not lead to prefixd's API: check its path, or the proxy in front of prefixd)"
         )),
         s if transient(s) => Error::NotDelivered(msg),
         _ => Error::Refused(msg),

@@ -30,6 +30,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("PREFIXD_RETRIES", "3"),
     ("PREFIXD_SPOOL", "/var/spool/prefixd-fastnetmon"),
     ("PREFIXD_SPOOL_MAX_AGE", "3600"),
+    ("PREFIXD_UNBAN_MAX_AGE", "7200"),
     ("PREFIXD_VECTOR_RULES", ""),
     ("PREFIXD_DEBUG", "0"),
 ];
@@ -78,6 +79,8 @@ pub struct Config {
     /// None: `PREFIXD_SPOOL=off`.
     pub spool: Option<PathBuf>,
     pub spool_max_age: Duration,
+    /// A kept unban older than this is dropped: prefixd's TTL has ended what it was about.
+    pub unban_max_age: Duration,
     /// Custom vector rules (`PREFIXD_VECTOR_RULES`), first match wins.
     pub rules: Vec<crate::rules::Rule>,
     pub debug: bool,
@@ -209,6 +212,11 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
         |s| parse_seconds(s, false),
         secs(3600),
     );
+    let unban_max_age = r.get(
+        "PREFIXD_UNBAN_MAX_AGE",
+        |s| parse_seconds(s, false),
+        secs(7200),
+    );
     let rules_file = r.opt("PREFIXD_VECTOR_RULES", |s| Ok(PathBuf::from(s)));
     let debug = r.get("PREFIXD_DEBUG", parse_bool, false);
     let sources = r.sources;
@@ -286,6 +294,7 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
         retries,
         spool,
         spool_max_age,
+        unban_max_age,
         rules,
         debug,
         sources,

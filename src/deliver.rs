@@ -1,7 +1,7 @@
 //! A notice → prefixd: the ban event, or the unban lookup and withdrawals, and what each
 //! answer means for the operator (log line, exit code).
 
-use crate::api::{self, Client, Event, EventReply, MitigationList, Reply, Withdraw};
+use crate::api::{Client, Event, EventReply, Mitigation, MitigationList, Reply, Withdraw};
 use crate::config::Config;
 use crate::error::Error;
 use crate::log::Log;
@@ -188,7 +188,7 @@ fn post_ban(
             Ok(())
         }
         _ => {
-            let e = api::refusal("POST /v1/events", &reply);
+            let e = client.refusal("POST /v1/events", &reply);
             log.error(&format!("{what} -> {e}"));
             Err(e)
         }
@@ -215,24 +215,32 @@ pub fn withdraw_body(cfg: &Config, notice: &Notice) -> String {
 }
 
 /// Withdraws every active mitigation of the victim (all vectors), as the bash script does,
-/// looking up to `lookups` times while none is active yet.
+/// looking up to `lookups_max` times while none is active yet. `not_after` (a replayed
+/// unban): leave alone the mitigations updated after it — created or extended by a ban that
+/// came after FastNetMon's unban, or made by someone else since.
 pub fn unban(
     client: &Client,
     cfg: &Config,
     log: &Log,
     notice: &Notice,
     lookups_max: u32,
+    not_after: Option<SystemTime>,
 ) -> Result<(), Error> {
     let ip = notice.victim_ip.to_string();
     let body = withdraw_body(cfg, notice);
+    let cutoff_ms = not_after.map(|t| {
+        t.duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    });
     let mut withdrawn = 0usize;
+    let mut left_alone = 0usize;
     let mut first_error = None;
     let mut lookups = 0u32;
     for _page in 0..MAX_PAGES {
-        let list = loop {
+        let (rows, active) = loop {
             lookups += 1;
             let list = lookup(client, log, &ip)?;
-            let active: Vec<String> = list
+            let active: Vec<&Mitigation> = list
                 .mitigations
                 .iter()
                 // Defensive: never act on a row that is not this victim's active mitigation,
@@ -243,30 +251,49 @@ pub fn unban(
                         .as_deref()
                         .is_none_or(|s| matches!(s, "pending" | "active" | "escalated"))
                 })
-                .map(|m| m.mitigation_id.clone())
                 .collect();
-            if !active.is_empty() || withdrawn > 0 || lookups >= lookups_max {
-                break (active, list.mitigations.len());
+            if !active.is_empty() || withdrawn + left_alone > 0 || lookups >= lookups_max {
+                break (
+                    list.mitigations.len(),
+                    active.into_iter().cloned().collect::<Vec<_>>(),
+                );
             }
             // A ban still in flight may land in between, as with the script.
             if cfg.unban_query_delay >= client.remaining() {
-                break (active, 0);
+                break (0, Vec::new());
             }
             log.debug(&format!(
                 "unban {ip}: no active mitigation yet (lookup {lookups}/{lookups_max})"
             ));
             std::thread::sleep(cfg.unban_query_delay);
         };
-        let (active, rows) = list;
-        if active.is_empty() {
-            if withdrawn == 0 {
+        let mut eligible = Vec::new();
+        for m in active {
+            let updated = m.updated_at.as_deref().and_then(time::parse_rfc3339_ms);
+            match (cutoff_ms, updated) {
+                (None, _) => eligible.push(m.mitigation_id),
+                (Some(cut), Some(u)) if u <= cut => eligible.push(m.mitigation_id),
+                (Some(cut), _) => {
+                    left_alone += 1;
+                    log.info(&format!(
+                        "unban {ip}: left mitigation {} alone: updated_at {} is later than this replayed unban ({} + {}s allowance)",
+                        m.mitigation_id,
+                        m.updated_at.as_deref().unwrap_or("(none given)"),
+                        time::rfc3339(UNIX_EPOCH + Duration::from_millis(cut.max(0) as u64) - crate::outbox::CLOCK_ALLOWANCE),
+                        crate::outbox::CLOCK_ALLOWANCE.as_secs()
+                    ));
+                }
+            }
+        }
+        if eligible.is_empty() {
+            if withdrawn + left_alone == 0 {
                 log.info(&format!(
                     "unban {ip} -> nothing to withdraw after {lookups} lookup(s)"
                 ));
             }
             break;
         }
-        for id in &active {
+        for id in &eligible {
             match withdraw(client, log, &ip, id, &body) {
                 Ok(()) => withdrawn += 1,
                 Err(e) => {
@@ -292,7 +319,7 @@ fn lookup(client: &Client, log: &Log, ip: &str) -> Result<MitigationList, Error>
         .inspect_err(|e| log.error(&format!("unban {ip}: lookup -> {e}")))?;
     let what = "GET /v1/mitigations";
     if reply.status != 200 {
-        let e = api::refusal(what, &reply);
+        let e = client.refusal(what, &reply);
         log.error(&format!("unban {ip}: lookup -> {e}"));
         return Err(e);
     }
@@ -327,9 +354,9 @@ fn withdraw(client: &Client, log: &Log, ip: &str, id: &str, body: &str) -> Resul
                 ));
                 Ok(())
             }
-            true => Err(api::refusal(&format!("POST {path}"), &reply)),
+            true => Err(client.refusal(&format!("POST {path}"), &reply)),
         },
-        _ => Err(api::refusal(&format!("POST {path}"), &reply)),
+        _ => Err(client.refusal(&format!("POST {path}"), &reply)),
     }
 }
 
@@ -349,6 +376,6 @@ fn still_active(client: &Client, log: &Log, id: &str) -> Result<bool, Error> {
                 Some("pending" | "active" | "escalated")
             ))
         }
-        _ => Err(api::refusal(&what, &reply)),
+        _ => Err(client.refusal(&what, &reply)),
     }
 }

@@ -11,6 +11,8 @@ pub enum Error {
     Refused(String),
     /// 70: a bug or an impossible state on our side.
     Internal(String),
+    /// 73: not delivered, and it could not be kept anywhere (the log line holds the notice).
+    Lost(String),
     /// 75: not delivered yet (unreachable, 5xx, timeout, deadline).
     NotDelivered(String),
     /// 77: prefixd refused the token (401/403).
@@ -25,6 +27,7 @@ impl Error {
             Error::Usage(_) => 64,
             Error::Refused(_) => 65,
             Error::Internal(_) => 70,
+            Error::Lost(_) => 73,
             Error::NotDelivered(_) => 75,
             Error::Unauthorized(_) => 77,
             Error::Config(_) => 78,
@@ -38,6 +41,7 @@ impl fmt::Display for Error {
             Error::Usage(m) => ("usage", m),
             Error::Refused(m) => ("refused by prefixd", m),
             Error::Internal(m) => ("internal error", m),
+            Error::Lost(m) => ("LOST", m),
             Error::NotDelivered(m) => ("not delivered", m),
             Error::Unauthorized(m) => ("token refused", m),
             Error::Config(m) => ("configuration error", m),

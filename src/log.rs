@@ -40,6 +40,8 @@ pub struct Log {
     debug: bool,
     secret: Option<String>,
     pid: u32,
+    /// The notice this run is about (`ban 203.0.113.10`), named on every line.
+    subject: String,
 }
 
 impl Log {
@@ -51,6 +53,7 @@ impl Log {
             debug,
             secret: secret.filter(|s| !s.is_empty()),
             pid: std::process::id(),
+            subject: String::new(),
         };
         if spec == "-" {
             return log;
@@ -74,6 +77,12 @@ impl Log {
             Err(e) => log.warn(&format!("cannot open log {spec}: {e}; logging to stderr")),
         }
         log
+    }
+
+    /// Every line names `subject` (action and victim of a notify run) unless it starts with it.
+    pub fn about(mut self, subject: String) -> Log {
+        self.subject = subject;
+        self
     }
 
     pub fn debug(&self, msg: &str) {
@@ -140,7 +149,10 @@ impl Log {
     /// The message, redacted, on one line: control characters from outside (prefixd's
     /// bodies) are escaped.
     fn push_message(&self, line: &mut String, msg: &str) {
-        let msg = self.redact(msg);
+        let mut msg = self.redact(msg);
+        if !self.subject.is_empty() && !msg.starts_with(&self.subject) {
+            msg = format!("{}: {msg}", self.subject);
+        }
         for c in msg.chars() {
             match c {
                 '\n' => line.push_str("\\n"),
@@ -171,6 +183,7 @@ mod tests {
             debug: false,
             secret: Some("tok3n".into()),
             pid: 42,
+            subject: String::new(),
         };
         let line = log.format(Level::Info, "ban x token=tok3n\nsecond\u{7}");
         assert!(
@@ -187,5 +200,14 @@ mod tests {
             "{d}"
         );
         assert_eq!(log.syslog_datagram(Level::Error, "").get(..4), Some("<27>"));
+        let log = log.about("unban 192.0.2.1".into());
+        assert!(
+            log.format(Level::Info, "unban 192.0.2.1 -> ok")
+                .ends_with("INFO unban 192.0.2.1 -> ok\n")
+        );
+        assert!(
+            log.format(Level::Warn, "lookup: 500")
+                .ends_with("WARN unban 192.0.2.1: lookup: 500\n")
+        );
     }
 }

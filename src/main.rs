@@ -8,11 +8,8 @@ use prefixd_fastnetmon::spool::{Entry, Spool};
 use prefixd_fastnetmon::{api, cli, config, deliver, log, notice, outbox, pretty};
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// The notice not yet delivered nor kept, for the watchdog to keep if it has to stop us.
-type Pending = Arc<Mutex<Option<Entry>>>;
 
 fn main() -> ExitCode {
     let started = Instant::now();
@@ -43,11 +40,16 @@ fn main() -> ExitCode {
     let dry_run = matches!(cli.mode, cli::Mode::DryRun(_));
     let loaded = config::load(&cli.flags, &env);
     let cfg = &loaded.config;
+    let subject = match &cli.mode {
+        cli::Mode::Notify(args) | cli::Mode::DryRun(args) => subject(args),
+        _ => String::new(),
+    };
     let log = log::Log::open(
         if dry_run { "-" } else { &cfg.log },
         cfg.debug,
         cfg.token.clone(),
-    );
+    )
+    .about(subject.clone());
     for w in &loaded.warnings {
         log.warn(w);
     }
@@ -57,13 +59,13 @@ fn main() -> ExitCode {
         config::describe(cfg).join(", ")
     ));
     let deadline = started + cfg.deadline;
-    let pending: Pending = Arc::default();
-    start_watchdog(cfg, pending.clone());
+    let pending = Arc::new(outbox::Pending::default());
+    start_watchdog(cfg, subject, pending.clone());
 
     let result = match &cli.mode {
-        cli::Mode::Notify(args) | cli::Mode::DryRun(args) => {
-            notify(args, &loaded, &log, deadline, received, dry_run, &pending)
-        }
+        cli::Mode::Notify(args) | cli::Mode::DryRun(args) => notify(
+            args, &cli.flags, &loaded, &log, deadline, received, dry_run, &pending,
+        ),
         cli::Mode::Flush => flush(&loaded, &log, deadline),
         cli::Mode::Check => {
             println!("{}", version());
@@ -87,14 +89,28 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// `ban 203.0.113.10`: what every log line of a notify run names.
+fn subject(args: &cli::Args) -> String {
+    match notice::from_args(args) {
+        Ok((n, _)) => format!("{} {}", n.action.as_str(), n.victim_ip),
+        Err(_) => format!(
+            "{} {}",
+            args.action.as_deref().unwrap_or("ban"),
+            args.ip.escape_debug()
+        ),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn notify(
     args: &cli::Args,
+    flags: &config::Flags,
     loaded: &config::Loaded,
     log: &log::Log,
     deadline: Instant,
     received: SystemTime,
     dry_run: bool,
-    pending: &Pending,
+    pending: &outbox::Pending,
 ) -> Result<(), Error> {
     let cfg = &loaded.config;
     // FastNetMon writes the details into our stdin on ban (and attack_details) and fails if we
@@ -103,24 +119,18 @@ fn notify(
         args.action.as_deref(),
         None | Some("ban" | "attack_details")
     );
-    let details = if reads_stdin {
+    let (details, stalled) = if reads_stdin {
         let stdin = std::io::stdin();
         let tty = stdin.is_terminal();
         // A broken stdin costs the details, never the ban.
-        notice::read_details(stdin.lock(), tty).unwrap_or_else(|e| {
+        notice::read_details_until(stdin, tty, deadline).unwrap_or_else(|e| {
             log.warn(&format!(
                 "reading details from stdin: {e}; sending without them"
             ));
-            notice::Details {
-                text: String::new(),
-                truncated: false,
-            }
+            Default::default()
         })
     } else {
-        notice::Details {
-            text: String::new(),
-            truncated: false,
-        }
+        Default::default()
     };
     let (n, warnings) = notice::from_args(args)
         .map_err(Error::Usage)
@@ -141,18 +151,15 @@ fn notify(
         victim_ip: n.victim_ip.to_string(),
         direction: n.direction.clone(),
         pps: args.pps.clone(),
-        action: if n.action == notice::Action::Ban {
-            "ban"
-        } else {
-            "unban"
-        }
-        .into(),
+        action: n.action.as_str().into(),
         details: details.text,
         truncated: details.truncated,
         received_ms: received
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis() as u64,
+        attempts: None,
+        last_error: None,
     };
     if dry_run {
         return print_dry_run(cfg, &n, &entry);
@@ -162,6 +169,14 @@ fn notify(
     if let Err(why) = &spool {
         log.debug(why);
     }
+    if stalled {
+        let e = Error::NotDelivered(format!(
+            "stdin was still open at PREFIXD_DEADLINE ({:.1}s); kept with the {} bytes of details read",
+            cfg.deadline.as_secs_f64(),
+            entry.details.len()
+        ));
+        return Err(outbox::keep(log, &spool, &entry, e));
+    }
     let client =
         match config_errors(loaded, log).map_or_else(|| api::Client::new(cfg, deadline), Err) {
             Ok(c) => c,
@@ -170,19 +185,20 @@ fn notify(
                     "{} {} not sent: {e}",
                     entry.action, entry.victim_ip
                 ));
-                outbox::keep(log, &spool, &entry, &e)?;
-                return Err(e);
+                return Err(outbox::keep(log, &spool, &entry, e));
             }
         };
-    *pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(entry.clone());
     let ctx = outbox::Ctx {
         cfg,
         log,
         client: &client,
         deadline,
     };
-    let result = outbox::handle(&ctx, &spool, &entry);
-    pending.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let result = outbox::handle(&ctx, &spool, &entry, pending);
+    // prefixd answers: a good moment for what the spool holds, without keeping FastNetMon.
+    if let (Ok(()), Ok(spool)) = (&result, &spool) {
+        outbox::flush_in_background(spool, flags, log);
+    }
     result
 }
 
@@ -217,12 +233,19 @@ fn flush(loaded: &config::Loaded, log: &log::Log, deadline: Instant) -> Result<(
         log.info("flush: another run is delivering the spool until its deadline");
         return Ok(());
     }
-    log.info(&format!(
+    let mut line = format!(
         "flush: {} delivered or dropped as stale, {} refused, {} left",
-        report.done.len(),
-        report.dropped.len(),
+        report.delivered + report.stale,
+        report.refused,
         report.left
-    ));
+    );
+    if report.skipped > 0 {
+        line.push_str(&format!(
+            ", {} being delivered by runs for their victims",
+            report.skipped
+        ));
+    }
+    log.info(&line);
     report.stopped.map_or(Ok(()), Err)
 }
 
@@ -269,7 +292,7 @@ fn print_dry_run(cfg: &config::Config, n: &notice::Notice, entry: &Entry) -> Res
 /// FastNetMon waits for us with no timeout of its own: whatever happens, this process ends by
 /// the deadline (plus a moment for a request that is timing out to say so itself), keeping
 /// the notice in the spool if it was still on its way.
-fn start_watchdog(cfg: &config::Config, pending: Pending) {
+fn start_watchdog(cfg: &config::Config, subject: String, pending: Arc<outbox::Pending>) {
     let (deadline, log_spec, token, spool) = (
         cfg.deadline,
         cfg.log.clone(),
@@ -278,15 +301,16 @@ fn start_watchdog(cfg: &config::Config, pending: Pending) {
     );
     std::thread::spawn(move || {
         std::thread::sleep(deadline + Duration::from_millis(500));
-        let log = log::Log::open(&log_spec, false, token);
+        let log = log::Log::open(&log_spec, false, token).about(subject);
         let e = Error::NotDelivered(format!(
             "PREFIXD_DEADLINE of {:.1}s reached; stopped",
             deadline.as_secs_f64()
         ));
         log.error(&e.to_string());
-        if let Some(entry) = pending.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = outbox::keep(&log, &outbox::open_spool(spool.as_deref()), &entry, &e);
-        }
+        let e = pending.with(|slot| match slot.take() {
+            Some(entry) => outbox::keep(&log, &outbox::open_spool(spool.as_deref()), &entry, e),
+            None => e,
+        });
         std::process::exit(i32::from(e.exit_code()));
     });
 }
@@ -319,7 +343,9 @@ Options: -v/--verbose debug lines in the log; --env-file PATH instead of /etc/de
 what the spool holds.
 
 Exit codes: 0 done | 64 bad arguments | 65 refused by prefixd (400/413/422) | 70 internal
-error | 75 not delivered, kept in the spool | 77 token refused (401/403), kept | 78 config
+error | 73 not delivered and could not be kept (the log line holds the notice) | 75 not
+delivered, kept in the spool | 77 token refused (401/403), kept | 78 configuration error
+(404/405/415 from PREFIXD_API included), kept when the spool is usable
 ",
     );
     h

@@ -4,6 +4,8 @@
 
 use std::io::Read;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Instant;
 
 /// What we keep of stdin for `raw_details.raw`; the rest is read and discarded.
 pub const KEEP_DETAILS: usize = 256 * 1024;
@@ -14,6 +16,25 @@ pub enum Action {
     Unban,
     /// FastNetMon ≤ 1.2.5 sends this after a ban with a packet dump; it is not a new ban.
     AttackDetails,
+}
+
+impl Action {
+    pub fn parse(s: &str) -> Option<Action> {
+        match s {
+            "ban" => Some(Action::Ban),
+            "unban" => Some(Action::Unban),
+            "attack_details" => Some(Action::AttackDetails),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Ban => "ban",
+            Action::Unban => "unban",
+            Action::AttackDetails => "attack_details",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,17 +55,13 @@ pub fn from_args(args: &crate::cli::Args) -> Result<(Notice, Vec<String>), Strin
             printable(&args.ip)
         )
     })?;
-    let action = match args.action.as_deref().unwrap_or("ban") {
-        "ban" => Action::Ban,
-        "unban" => Action::Unban,
-        "attack_details" => Action::AttackDetails,
-        other => {
-            return Err(format!(
-                "unknown ACTION {:?} (expected ban, unban or attack_details)",
-                printable(other)
-            ));
-        }
-    };
+    let given = args.action.as_deref().unwrap_or("ban");
+    let action = Action::parse(given).ok_or_else(|| {
+        format!(
+            "unknown ACTION {:?} (expected ban, unban or attack_details)",
+            printable(given)
+        )
+    })?;
     let direction = args.direction.clone().unwrap_or_else(|| "incoming".into());
     if !matches!(
         direction.as_str(),
@@ -90,36 +107,69 @@ fn printable(s: &str) -> String {
 
 /// The details text: stdin read to EOF (FastNetMon fails its write otherwise), the first
 /// `KEEP_DETAILS` bytes kept. A terminal is not read (someone running us by hand).
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Details {
     pub text: String,
     pub truncated: bool,
 }
 
-pub fn read_details(mut input: impl Read, is_terminal: bool) -> std::io::Result<Details> {
-    if is_terminal {
-        return Ok(Details {
-            text: String::new(),
-            truncated: false,
-        });
+pub fn read_details(input: impl Read, is_terminal: bool) -> std::io::Result<Details> {
+    let kept = Mutex::default();
+    if !is_terminal {
+        read_into(input, &kept)?;
     }
-    let mut kept = Vec::new();
-    (&mut input)
-        .take(KEEP_DETAILS as u64)
-        .read_to_end(&mut kept)?;
-    let mut truncated = false;
-    let mut sink = [0u8; 8192];
-    loop {
-        match input.read(&mut sink) {
-            Ok(0) => break,
-            Ok(_) => truncated = true,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+    Ok(details_of(&kept))
+}
+
+/// `read_details` in a thread of its own, waited for until `until`: a stdin that is still
+/// open then costs the rest of the details, never the notice. `Ok((details, true))`: the time
+/// ran out; the details hold what was read and are marked truncated.
+pub fn read_details_until(
+    input: impl Read + Send + 'static,
+    is_terminal: bool,
+    until: Instant,
+) -> std::io::Result<(Details, bool)> {
+    if is_terminal {
+        return Ok((Details::default(), false));
+    }
+    let kept = Arc::new(Mutex::default());
+    let (done, finished) = mpsc::channel();
+    let k = kept.clone();
+    std::thread::spawn(move || done.send(read_into(input, &k)));
+    match finished.recv_timeout(until.saturating_duration_since(Instant::now())) {
+        Ok(read) => read.map(|()| (details_of(&kept), false)),
+        Err(_) => {
+            let mut d = details_of(&kept);
+            d.truncated = true;
+            Ok((d, true))
         }
     }
-    Ok(Details {
-        text: String::from_utf8_lossy(&kept).into_owned(),
-        truncated,
-    })
+}
+
+type Kept = Mutex<(Vec<u8>, bool)>;
+
+fn read_into(mut input: impl Read, kept: &Kept) -> std::io::Result<()> {
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let mut k = kept.lock().unwrap_or_else(|p| p.into_inner());
+        let room = KEEP_DETAILS - k.0.len();
+        k.0.extend_from_slice(&buf[..n.min(room)]);
+        k.1 |= n > room;
+    }
+}
+
+fn details_of(kept: &Kept) -> Details {
+    let k = kept.lock().unwrap_or_else(|p| p.into_inner());
+    Details {
+        text: String::from_utf8_lossy(&k.0).into_owned(),
+        truncated: k.1,
+    }
 }
 
 #[cfg(test)]
@@ -199,5 +249,30 @@ mod tests {
         let d = read_details(&b"ok \xff\xfe end"[..], false).unwrap();
         assert_eq!(d.text, "ok \u{fffd}\u{fffd} end");
         assert_eq!(read_details(&b"ignored"[..], true).unwrap().text, "");
+    }
+
+    #[test]
+    fn a_stdin_that_stays_open_is_cut_at_the_deadline() {
+        struct Stall(bool);
+        impl Read for Stall {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if std::mem::replace(&mut self.0, true) {
+                    std::thread::sleep(std::time::Duration::from_secs(30));
+                    return Ok(0);
+                }
+                buf[..6].copy_from_slice(b"part 1");
+                Ok(6)
+            }
+        }
+        let until = Instant::now() + std::time::Duration::from_millis(200);
+        let (d, stalled) = read_details_until(Stall(false), false, until).unwrap();
+        assert!(stalled);
+        assert_eq!((d.text.as_str(), d.truncated), ("part 1", true));
+        let until = Instant::now() + std::time::Duration::from_secs(5);
+        let (d, stalled) = read_details_until(&b"all of it"[..], false, until).unwrap();
+        assert_eq!(
+            (d.text.as_str(), d.truncated, stalled),
+            ("all of it", false, false)
+        );
     }
 }

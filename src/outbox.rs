@@ -1,6 +1,7 @@
-//! Deliver now, or keep for later — in order. A notice that cannot reach prefixd goes to the
-//! spool; while the spool holds anything, new notices join its end and the spool is delivered
-//! oldest first under one lock, so a stale unban never withdraws a newer ban.
+//! Deliver now, or keep for later — in order per victim. A notice that cannot reach prefixd
+//! goes to the spool. Runs for one victim IP take turns (the spool's per-victim lock); a run
+//! whose victim has notices waiting queues behind them and delivers them first, so a stale
+//! unban never withdraws a newer ban. A victim with nothing waiting never waits for anyone.
 
 use crate::api::Client;
 use crate::config::Config;
@@ -8,10 +9,15 @@ use crate::deliver;
 use crate::error::Error;
 use crate::log::Log;
 use crate::notice::{self, Action};
-use crate::spool::{Entry, Spool};
+use crate::spool::{Entry, Name, Spool};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// A replayed unban withdraws only mitigations that were not updated after FastNetMon called
+/// it; this much later still counts, for the clock difference between the two hosts.
+pub const CLOCK_ALLOWANCE: Duration = Duration::from_secs(5);
 
 pub struct Ctx<'a> {
     pub cfg: &'a Config,
@@ -40,42 +46,67 @@ pub fn send(ctx: &Ctx, entry: &Entry, replay: bool) -> Result<(), Error> {
     let (n, _) = notice::from_args(&args).map_err(Error::Usage)?;
     match n.action {
         Action::Ban => deliver::ban(ctx.client, &ctx.cfg.rules, ctx.log, &n, entry, replay),
-        // A replayed unban looks once: the ban it might wait for is long delivered or dropped.
+        Action::Unban if replay => deliver::unban(
+            ctx.client,
+            ctx.cfg,
+            ctx.log,
+            &n,
+            // The ban it might wait for is long delivered or dropped: one look.
+            1,
+            Some(deliver::received(entry) + CLOCK_ALLOWANCE),
+        ),
         Action::Unban => deliver::unban(
             ctx.client,
             ctx.cfg,
             ctx.log,
             &n,
-            if replay {
-                1
-            } else {
-                ctx.cfg.unban_query_retries
-            },
+            ctx.cfg.unban_query_retries,
+            None,
         ),
         Action::AttackDetails => Ok(()),
     }
 }
 
-/// Writes the notice to the spool; if that fails, the log line is the only copy left.
 /// The spool, or why there is none (`PREFIXD_SPOOL=off`, a directory we cannot create).
 pub type SpoolOrWhy = Result<Spool, String>;
 
-pub fn open_spool(dir: Option<&std::path::Path>) -> SpoolOrWhy {
+pub fn open_spool(dir: Option<&Path>) -> SpoolOrWhy {
     let dir = dir.ok_or("the spool is off (PREFIXD_SPOOL=off)")?;
     Spool::open(dir).map_err(|e| format!("cannot use the spool {}: {e}", dir.display()))
 }
 
-pub fn keep(log: &Log, spool: &SpoolOrWhy, entry: &Entry, why: &Error) -> Result<(), Error> {
+/// The notice of this run while it is neither delivered nor kept, for the watchdog to keep if
+/// it has to end the run. Whoever settles it holds the slot meanwhile, so the watchdog waits
+/// for a keep in progress instead of writing the notice a second time.
+#[derive(Default)]
+pub struct Pending(Mutex<Option<Entry>>);
+
+impl Pending {
+    pub fn with<R>(&self, f: impl FnOnce(&mut Option<Entry>) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Writes the notice to the spool, with this failure as its latest. Returns the cause (its
+/// exit code tells why it was kept), or `Lost` when it could not be kept anywhere: then the
+/// log line is the only copy left.
+pub fn keep(log: &Log, spool: &SpoolOrWhy, entry: &Entry, why: Error) -> Error {
+    let mut entry = entry.clone();
+    entry.attempts = Some(entry.attempts.unwrap_or(0) + 1);
+    entry.last_error = Some(why.to_string());
     let failed = match spool {
-        Ok(s) => match s.append(entry) {
-            Ok(p) => {
+        Ok(s) => match s.append(&entry) {
+            Ok(kept) => {
                 log.warn(&format!(
                     "{} {} kept in the spool as {} ({why})",
                     entry.action,
                     entry.victim_ip,
-                    p.display()
+                    kept.path.display()
                 ));
-                return Ok(());
+                if let Some(w) = kept.warning {
+                    log.warn(&format!("{} {}: {w}", entry.action, entry.victim_ip));
+                }
+                return why;
             }
             Err(e) => format!("cannot write to the spool {}: {e}", s.dir().display()),
         },
@@ -85,104 +116,245 @@ pub fn keep(log: &Log, spool: &SpoolOrWhy, entry: &Entry, why: &Error) -> Result
         "{} {} LOST unless replayed by hand: {failed}; the notice: {}",
         entry.action,
         entry.victim_ip,
-        miniserde::json::to_string(entry)
+        miniserde::json::to_string(&entry)
     ));
-    Err(Error::NotDelivered(failed))
+    Error::Lost(format!(
+        "{} {} not delivered and not kept: {failed}",
+        entry.action, entry.victim_ip
+    ))
 }
 
-/// A fresh notice from FastNetMon.
-pub fn handle(ctx: &Ctx, spool_or_why: &SpoolOrWhy, entry: &Entry) -> Result<(), Error> {
+/// Keeps this run's notice unless the watchdog got to it first.
+fn keep_pending(ctx: &Ctx, spool: &SpoolOrWhy, pending: &Pending, why: Error) -> Error {
+    pending.with(|slot| match slot.take() {
+        Some(entry) => keep(ctx.log, spool, &entry, why),
+        None => why,
+    })
+}
+
+/// A fresh notice from FastNetMon. `pending` holds it until it is delivered or kept.
+pub fn handle(
+    ctx: &Ctx,
+    spool_or_why: &SpoolOrWhy,
+    entry: &Entry,
+    pending: &Pending,
+) -> Result<(), Error> {
+    pending.with(|slot| *slot = Some(entry.clone()));
+    let (what, ip) = (&entry.action, &entry.victim_ip);
     let spool = spool_or_why.as_ref().ok();
-    // Runs for one IP take turns, so their order holds even while they retry.
-    let _turn = match spool.map(|s| s.lock_ip(&entry.victim_ip, ctx.deadline)) {
+    // Runs for one victim take turns, so their order holds even while they retry.
+    let turn = match spool.map(|s| s.lock_ip(ip, Some(ctx.deadline))) {
         Some(Ok(None)) => {
-            let e = Error::NotDelivered(
-                "another run for this IP kept its turn until our deadline".into(),
-            );
-            keep(ctx.log, spool_or_why, entry, &e)?;
-            return Err(e);
+            let e = Error::NotDelivered(format!(
+                "another run for {ip} kept its turn until our deadline"
+            ));
+            return Err(keep_pending(ctx, spool_or_why, pending, e));
         }
         Some(Err(e)) => {
             ctx.log.warn(&format!(
-                "spool lock: {e}; sending without waiting for our turn"
+                "{what} {ip}: spool lock: {e}; sending without waiting for our turn"
             ));
             None
         }
         Some(Ok(turn)) => turn,
         None => None,
     };
-    if let Some(spool) = spool {
-        let queued = spool.list().map(|l| l.len()).unwrap_or(0);
-        if queued > 0 {
-            match spool.append(entry) {
-                Ok(path) => {
+    if let (Some(spool), Some(_)) = (spool, &turn) {
+        let queue = spool.queue_of(ip).unwrap_or_default();
+        if !queue.is_empty() {
+            let queued = pending.with(|slot| {
+                let r = spool.append(entry);
+                if r.is_ok() {
+                    *slot = None;
+                }
+                r
+            });
+            match queued {
+                Ok(kept) => {
+                    if let Some(w) = kept.warning {
+                        ctx.log.warn(&format!("{what} {ip}: {w}"));
+                    }
                     ctx.log.info(&format!(
-                        "{} {} queued behind {queued} spooled notice(s)",
-                        entry.action, entry.victim_ip
+                        "{what} {ip} queued behind {} earlier notice(s) of {ip}",
+                        queue.len()
                     ));
-                    return flush(ctx, spool, true)?.fate(ctx.log, &path);
+                    let mut queue = queue;
+                    queue.push(kept.path.clone());
+                    let mut report = Report::default();
+                    let fate =
+                        deliver_victim(ctx, spool, ip, &queue, Some(&kept.path), &mut report);
+                    let _ = spool.sync();
+                    return fate.unwrap_or(Ok(()));
                 }
                 // Delivery first, order second.
                 Err(e) => ctx.log.warn(&format!(
-                    "cannot queue in {}: {e}; sending at once",
+                    "{what} {ip}: cannot queue in {}: {e}; sending at once",
                     spool.dir().display()
                 )),
             }
         }
     }
     match send(ctx, entry, false) {
-        Ok(()) => {
-            // prefixd answers: a good moment for what others left in the spool.
-            if let Some(spool) = spool.filter(|s| !s.is_empty().unwrap_or(true)) {
-                let _ = flush(ctx, spool, false);
-            }
-            Ok(())
+        Err(e) if keepable(&e) => Err(keep_pending(ctx, spool_or_why, pending, e)),
+        result => {
+            pending.with(|slot| *slot = None);
+            result
         }
-        Err(e) if keepable(&e) => {
-            keep(ctx.log, spool_or_why, entry, &e)?;
-            Err(e)
-        }
-        Err(e) => Err(e),
     }
 }
 
-#[derive(Default)]
+/// What a flush did, in notices.
+#[derive(Default, Debug)]
 pub struct Report {
     /// Another run holds the flush lock.
     pub busy: bool,
-    /// Delivered, or dropped as stale (superseded by a later unban, or too old).
-    pub done: Vec<PathBuf>,
-    pub dropped: Vec<(PathBuf, Error)>,
-    /// Why delivery stopped with notices left (prefixd down, token refused, deadline).
-    pub stopped: Option<Error>,
+    pub delivered: usize,
+    /// Dropped as stale: superseded by a later unban, or older than its limit.
+    pub stale: usize,
+    /// Refused by prefixd for good (400/413/422), so dropped.
+    pub refused: usize,
+    /// Kept for later: notices that failed, and their victims' notices behind them.
     pub left: usize,
+    /// Notices of victims that another run was delivering.
+    pub skipped: usize,
+    /// Why the first notice left was not delivered.
+    pub stopped: Option<Error>,
 }
 
-impl Report {
-    /// What became of the notice at `path` that this run queued.
-    pub fn fate(&self, log: &Log, path: &PathBuf) -> Result<(), Error> {
-        if self.done.contains(path) {
-            return Ok(());
+/// Delivers one victim's spooled notices in order, holding its lock. A notice that cannot go
+/// stays (with its attempt counted) and so do the ones behind it. Returns the fate of `own`,
+/// the notice of this run, if it is among them.
+fn deliver_victim(
+    ctx: &Ctx,
+    spool: &Spool,
+    ip: &str,
+    queue: &[PathBuf],
+    own: Option<&Path>,
+    report: &mut Report,
+) -> Option<Result<(), Error>> {
+    let last_unban = queue
+        .iter()
+        .rposition(|p| Name::of(p).is_some_and(|n| n.action == Action::Unban));
+    let mut fate = None;
+    for (i, path) in queue.iter().enumerate() {
+        let is_own = own == Some(path.as_path());
+        let stop = |e: Error, report: &mut Report| {
+            report.left += queue.len() - i;
+            report.stopped.get_or_insert(e.clone());
+            own.filter(|o| queue[i..].iter().any(|p| p == o))
+                .map(|_| Err(e))
+        };
+        if ctx.client.remaining().is_zero() {
+            let e = Error::NotDelivered(format!(
+                "deadline reached with {} notice(s) of {ip} still in the spool",
+                queue.len() - i
+            ));
+            return stop(e, report).or(fate);
         }
-        if let Some((_, e)) = self.dropped.iter().find(|(p, _)| p == path) {
-            return Err(e.clone());
+        let mut entry = match Spool::read(path) {
+            Ok(Ok(e)) => e,
+            // Delivered by a run that held the turn before us.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                let e = Error::Internal(format!("spool {}: {e}", path.display()));
+                ctx.log.error(&e.to_string());
+                return stop(e, report).or(fate);
+            }
+            Ok(Err(why)) => {
+                match spool.quarantine(path) {
+                    Ok(to) => ctx.log.error(&format!(
+                        "spooled file {} set aside as {}: {why}",
+                        path.display(),
+                        to.display()
+                    )),
+                    Err(e) => ctx
+                        .log
+                        .error(&format!("spool {}: {why}; {e}", path.display())),
+                }
+                continue;
+            }
+        };
+        let what = entry.action.clone();
+        if !is_own && let Some(why) = stale(ctx.cfg, &entry, last_unban.is_some_and(|u| u > i)) {
+            ctx.log.warn(&format!(
+                "dropped spooled {what} {ip} received {}: {why}",
+                crate::time::rfc3339(deliver::received(&entry))
+            ));
+            let _ = spool.remove(path);
+            report.stale += 1;
+            continue;
         }
-        if path.exists() {
-            return Err(self
-                .stopped
-                .clone()
-                .unwrap_or_else(|| Error::NotDelivered("kept in the spool".into())));
+        match send(ctx, &entry, !is_own) {
+            Ok(()) => {
+                if let Err(e) = spool.remove(path) {
+                    let e = Error::Internal(format!(
+                        "{what} {ip} delivered, but {} could not be removed: {e}",
+                        path.display()
+                    ));
+                    ctx.log.error(&e.to_string());
+                    return stop(e, report).or(fate);
+                }
+                report.delivered += 1;
+                if is_own {
+                    fate = Some(Ok(()));
+                }
+            }
+            Err(e) if keepable(&e) => {
+                entry.attempts = Some(entry.attempts.unwrap_or(0) + 1);
+                entry.last_error = Some(e.to_string());
+                if let Err(w) = spool.update(path, &entry) {
+                    ctx.log.warn(&format!(
+                        "{what} {ip}: cannot record the attempt in {}: {w}",
+                        path.display()
+                    ));
+                }
+                ctx.log.warn(&format!(
+                    "{what} {ip} kept in the spool (attempt {}): {e}; {} later notice(s) of {ip} wait behind it",
+                    entry.attempts.unwrap_or(1),
+                    queue.len() - i - 1
+                ));
+                return stop(e, report).or(fate);
+            }
+            Err(e) => {
+                ctx.log.error(&format!("dropped spooled {what} {ip}: {e}"));
+                let _ = spool.remove(path);
+                report.refused += 1;
+                if is_own {
+                    fate = Some(Err(e));
+                }
+            }
         }
-        log.info(&format!(
-            "{} was delivered by a concurrent flush (see its log line)",
-            path.display()
-        ));
-        Ok(())
+    }
+    fate
+}
+
+/// Why a spooled notice is no longer worth sending, if it is not.
+fn stale(cfg: &Config, entry: &Entry, unban_follows: bool) -> Option<String> {
+    let age = deliver::received(entry).elapsed().unwrap_or_default();
+    let last = || match &entry.last_error {
+        Some(e) => format!("; last error: {e}"),
+        None => String::new(),
+    };
+    match Action::parse(&entry.action) {
+        Some(Action::Ban) if unban_follows => Some("an unban for it came later".into()),
+        Some(Action::Ban) if age > cfg.spool_max_age => Some(format!(
+            "older than PREFIXD_SPOOL_MAX_AGE ({}s){}",
+            cfg.spool_max_age.as_secs(),
+            last()
+        )),
+        Some(Action::Unban) if age > cfg.unban_max_age => Some(format!(
+            "{:.1}s old, older than PREFIXD_UNBAN_MAX_AGE ({:.1}s): prefixd's TTL has ended what it was about{}",
+            age.as_secs_f64(),
+            cfg.unban_max_age.as_secs_f64(),
+            last()
+        )),
+        _ => None,
     }
 }
 
-/// Delivers the spool, oldest first, within the deadline. `wait`: wait for the flush lock
-/// (until the deadline) rather than leave the work to the run that holds it.
+/// Delivers the spool within the deadline, victim by victim (each in order, under its lock),
+/// going past a victim whose notice cannot go. `wait`: wait for the flush lock (until the
+/// deadline) rather than leave the work to the run that holds it.
 pub fn flush(ctx: &Ctx, spool: &Spool, wait: bool) -> Result<Report, Error> {
     let io = |e: std::io::Error| Error::Internal(format!("spool {}: {e}", spool.dir().display()));
     let Some(_lock) = spool.lock_flush(wait.then_some(ctx.deadline)).map_err(io)? else {
@@ -192,94 +364,83 @@ pub fn flush(ctx: &Ctx, spool: &Spool, wait: bool) -> Result<Report, Error> {
             ..Report::default()
         });
     };
-    spool.sweep_tmp(Duration::from_secs(3600));
-    let paths = spool.list().map_err(io)?;
-    let mut report = Report::default();
-
-    // An unban drops the spooled bans for its IP that came before it; the names say which
-    // notice is what, so the plan needs no notice in memory.
-    let mut last_unban: HashMap<&str, usize> = HashMap::new();
-    for (i, p) in paths.iter().enumerate() {
-        if let Some(("unban", ip)) = Spool::action_and_ip(p) {
-            last_unban.insert(ip, i);
-        }
+    for p in spool.sweep() {
+        ctx.log.warn(&format!(
+            "recovered {}: a run was stopped while keeping it",
+            p.display()
+        ));
     }
-
-    let max_age = ctx.cfg.spool_max_age;
-    let total = paths.len();
-    let mut removed = 0usize;
-    for (i, path) in paths.iter().enumerate() {
-        if removed >= 256 {
-            spool.sync().map_err(io)?;
-            removed = 0;
-        }
+    // Victims in the order of their oldest notice; each victim's notices in order.
+    let mut victims: Vec<(String, Vec<PathBuf>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for path in spool.list().map_err(io)? {
+        let Some(name) = Name::of(&path) else {
+            let to = spool.quarantine(&path).map_err(io)?;
+            ctx.log.error(&format!(
+                "spooled file {} set aside as {}: not a notice's name",
+                path.display(),
+                to.display()
+            ));
+            continue;
+        };
+        let i = *index.entry(name.victim_ip.clone()).or_insert_with(|| {
+            victims.push((name.victim_ip, Vec::new()));
+            victims.len() - 1
+        });
+        victims[i].1.push(path);
+    }
+    let mut report = Report::default();
+    for (ip, queue) in &victims {
         if ctx.client.remaining().is_zero() {
-            report.stopped = Some(Error::NotDelivered(
+            report.left += queue.len();
+            report.stopped.get_or_insert(Error::NotDelivered(
                 "deadline reached while delivering the spool".into(),
             ));
-            report.left = total - i;
-            break;
+            continue;
         }
-        let entry = match Spool::read(path) {
-            Ok(e) => e,
-            Err(why) => {
-                let to = spool.quarantine(path).map_err(io)?;
-                ctx.log.error(&format!(
-                    "spooled file {} set aside as {}: {why}",
-                    path.display(),
-                    to.display()
-                ));
-                continue;
+        match spool.lock_ip(ip, None).map_err(io)? {
+            Some(_turn) => {
+                deliver_victim(ctx, spool, ip, queue, None, &mut report);
             }
-        };
-        if entry.action == "ban" {
-            let age = deliver::received(&entry).elapsed().unwrap_or_default();
-            let superseded = last_unban
-                .get(entry.victim_ip.as_str())
-                .is_some_and(|&u| u > i);
-            if superseded || age > max_age {
-                let why = if superseded {
-                    "an unban for it came later".to_string()
-                } else {
-                    format!("older than PREFIXD_SPOOL_MAX_AGE ({}s)", max_age.as_secs())
-                };
-                ctx.log.warn(&format!(
-                    "dropped spooled ban {} received {}: {why}",
-                    entry.victim_ip,
-                    crate::time::rfc3339(deliver::received(&entry))
-                ));
-                spool.remove(path).map_err(io)?;
-                removed += 1;
-                report.done.push(path.clone());
-                continue;
-            }
-        }
-        match send(ctx, &entry, true) {
-            Ok(()) => {
-                spool.remove(path).map_err(io)?;
-                removed += 1;
-                report.done.push(path.clone());
-            }
-            Err(e) if keepable(&e) => {
-                report.left = total - i;
-                ctx.log.warn(&format!(
-                    "spool delivery stopped, {} notice(s) kept: {e}",
-                    report.left
-                ));
-                report.stopped = Some(e);
-                break;
-            }
-            Err(e) => {
-                ctx.log.error(&format!(
-                    "dropped spooled {} {}: {e}",
-                    entry.action, entry.victim_ip
-                ));
-                spool.remove(path).map_err(io)?;
-                removed += 1;
-                report.dropped.push((path.clone(), e));
+            None => {
+                ctx.log
+                    .debug(&format!("{ip}: another run is delivering its notices"));
+                report.skipped += queue.len();
             }
         }
     }
     spool.sync().map_err(io)?;
     Ok(report)
+}
+
+/// After this run's own notice went through, the rest of the spool is delivered by a detached
+/// `--flush` of our own, so that FastNetMon has its answer at once. It holds none of our
+/// standard streams (FastNetMon reads stdout until EOF on unban).
+pub fn flush_in_background(spool: &Spool, flags: &crate::config::Flags, log: &Log) {
+    let waiting = spool.list().is_ok_and(|l| !l.is_empty());
+    // Only if no flush is under way; the child tries the lock again itself.
+    if !waiting || !spool.lock_flush(None).is_ok_and(|l| l.is_some()) {
+        return;
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return log.debug(&format!("no background flush: {e}")),
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--flush");
+    if let Some(f) = &flags.env_file {
+        cmd.arg("--env-file").arg(f);
+    }
+    if flags.verbose {
+        cmd.arg("-v");
+    }
+    let started = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    match started {
+        Ok(child) => log.debug(&format!("background flush started (pid {})", child.id())),
+        Err(e) => log.debug(&format!("no background flush: {e}")),
+    }
 }

@@ -44,6 +44,61 @@ pub fn bsd_syslog(t: SystemTime) -> String {
     )
 }
 
+/// Milliseconds since the epoch of an RFC 3339 timestamp as prefixd writes them
+/// (`2026-11-28T01:16:19.880990+00:00`, `…Z`, any number of fraction digits, any offset).
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        (!t.is_empty() && t.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut ms = 0;
+    if b[i] == b'.' {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let frac = s.get(start..i).filter(|f| !f.is_empty())?;
+        ms = format!("{frac:0<3}")[..3].parse::<i64>().ok()?;
+    }
+    let offset_min = match s.get(i..)? {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && matches!(&o[..1], "+" | "-") && &o[3..4] == ":" => {
+            let m = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
+            if &o[..1] == "-" { -m } else { m }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo as u32, d as u32);
+    Some(((days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60) * 1000) + ms)
+}
+
+/// (year, month, day) to days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
 /// (Howard Hinnant's `civil_from_days`).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -62,6 +117,33 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_prefixd_timestamps() {
+        let cases: &[(&str, Option<i64>)] = &[
+            ("1970-01-01T00:00:00Z", Some(0)),
+            ("2000-02-29T00:00:00Z", Some(951_782_400_000)),
+            ("2026-11-28T01:16:19.880990+00:00", Some(1_795_828_579_880)),
+            ("2026-11-28T01:16:19.8+00:00", Some(1_795_828_579_800)),
+            ("2026-11-28T01:16:19.123456789Z", Some(1_795_828_579_123)),
+            ("2026-11-28T02:16:19+01:00", Some(1_795_828_579_000)),
+            ("2026-11-27T20:16:19-05:00", Some(1_795_828_579_000)),
+            ("2026-11-28 01:16:19z", Some(1_795_828_579_000)),
+            ("2026-11-28T01:16:19", None),
+            ("2026-11-28T01:16:19.Z", None),
+            ("2026-13-28T01:16:19Z", None),
+            ("2026-11-28T01:16:19+0000", None),
+            ("not a time at all!!", None),
+            ("", None),
+        ];
+        for (s, want) in cases {
+            assert_eq!(parse_rfc3339_ms(s), *want, "{s}");
+        }
+        for secs in [0u64, 951_782_400, 1_795_828_579, 4_102_444_800] {
+            let text = rfc3339_from_unix(secs);
+            assert_eq!(parse_rfc3339_ms(&text), Some(secs as i64 * 1000), "{text}");
+        }
+    }
 
     #[test]
     fn formats_known_instants() {

@@ -267,14 +267,22 @@ fn cases(sb_dir: &str) -> Vec<Case> {
         case("3xx redirect", &ban, 78, "answered 301")
             .status("POST /v1/events", 301, "")
             .sends(1),
+        // A path that is not prefixd's API (PREFIXD_API with a wrong path, a proxy that does
+        // not route /v1/…): the configuration is wrong, and the ban is kept for after the fix.
         case(
             "404 wrong base path",
             &ban,
-            65,
-            "POST /v1/events answered 404",
+            78,
+            "does not lead to prefixd's API",
         )
         .status("POST /v1/events", 404, "")
         .sends(1),
+        case("405 wrong method", &ban, 78, "answered 405")
+            .status("POST /v1/events", 405, "")
+            .sends(1),
+        case("415 wrong content type", &ban, 78, "answered 415")
+            .status("POST /v1/events", 415, "")
+            .sends(1),
         case(
             "413 too large",
             &ban,

@@ -223,7 +223,7 @@ fn bad_arguments_exit_64_and_send_nothing() {
     let log = sb.log();
     assert!(
         log.contains(
-            "ERROR usage: IP \"192.0.2.10/32\" is not a bare IPv4 or IPv6 address; nothing sent"
+            "ERROR ban 192.0.2.10/32: usage: IP \"192.0.2.10/32\" is not a bare IPv4 or IPv6 address; nothing sent"
         ),
         "{log}"
     );
@@ -241,8 +241,9 @@ fn odd_pps_is_sent_as_null_with_a_warning() {
     );
     assert_eq!(num(srv.requests()[0].json().get("pps")), None);
     assert!(
-        sb.log()
-            .contains("WARN PPS \"lots\" is not a non-negative integer; sent as null")
+        sb.log().contains(
+            "WARN ban 192.0.2.10: PPS \"lots\" is not a non-negative integer; sent as null"
+        )
     );
 }
 
@@ -499,7 +500,10 @@ fn bearer_token_is_sent_and_never_printed() {
         unban.stdout,
         unban.stderr
     );
-    assert!(all.contains("DEBUG POST "), "debug lines are on: {all}");
+    assert!(
+        all.contains("DEBUG ban 192.0.2.10: POST "),
+        "debug lines are on: {all}"
+    );
     assert!(!all.contains(TOKEN), "{all}");
 }
 

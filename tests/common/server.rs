@@ -9,7 +9,7 @@ use miniserde::json::{self, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -63,12 +63,18 @@ pub struct Mitigation {
     pub victim_ip: String,
     pub vector: String,
     pub status: String,
+    /// RFC 3339; moves when a ban extends the mitigation, as in prefixd.
+    pub updated_at: String,
 }
 
 #[derive(Default)]
 struct State {
     requests: Mutex<Vec<Recorded>>,
     script: Mutex<VecDeque<(String, Behavior)>>,
+    /// Behaviours that answer every matching request, after the one-shot script.
+    always: Mutex<Vec<(String, Behavior)>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
     mitigations: Mutex<Vec<Mitigation>>,
     token: Option<String>,
     delay: Duration,
@@ -193,6 +199,20 @@ impl Server {
             .push_back((route.to_string(), b));
     }
 
+    /// Answer every request whose `METHOD path` starts with `route` this way, from now on.
+    pub fn always(&self, route: &str, b: Behavior) {
+        self.state
+            .always
+            .lock()
+            .unwrap()
+            .push((route.to_string(), b));
+    }
+
+    /// The most requests that were being answered at one moment.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
     pub fn clear_script(&self) {
         self.state.script.lock().unwrap().clear();
     }
@@ -209,6 +229,22 @@ impl Server {
 
     /// Adds an active mitigation as if a ban had created it; returns its id.
     pub fn add_mitigation(&self, victim_ip: &str, vector: &str, status: &str) -> String {
+        self.add_mitigation_updated(
+            victim_ip,
+            vector,
+            status,
+            "2026-11-25T11:43:03.123456+00:00",
+        )
+    }
+
+    /// The same, last updated (created or extended) at `updated_at`.
+    pub fn add_mitigation_updated(
+        &self,
+        victim_ip: &str,
+        vector: &str,
+        status: &str,
+        updated_at: &str,
+    ) -> String {
         let mut m = self.state.mitigations.lock().unwrap();
         let id = format!("00000000-0000-4000-8000-{:012x}", m.len() + 1);
         m.push(Mitigation {
@@ -216,6 +252,7 @@ impl Server {
             victim_ip: victim_ip.into(),
             vector: vector.into(),
             status: status.into(),
+            updated_at: updated_at.into(),
         });
         id
     }
@@ -283,6 +320,14 @@ fn serve_one<S: Read + Write>(st: &State, reader: &mut BufReader<S>) -> bool {
         println!("{} {} {}", req.method, req.target, req.body);
     }
     st.requests.lock().unwrap().push(req.clone());
+    let now = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    st.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let open = answer(st, reader, &req);
+    st.in_flight.fetch_sub(1, Ordering::SeqCst);
+    open
+}
+
+fn answer<S: Read + Write>(st: &State, reader: &mut BufReader<S>, req: &Recorded) -> bool {
     let route = format!("{} {}", req.method, req.target);
     let scripted = {
         let mut script = st.script.lock().unwrap();
@@ -290,7 +335,14 @@ fn serve_one<S: Read + Write>(st: &State, reader: &mut BufReader<S>) -> bool {
             .iter()
             .position(|(r, _)| route.starts_with(r.as_str()));
         pos.and_then(|i| script.remove(i)).map(|(_, b)| b)
-    };
+    }
+    .or_else(|| {
+        let always = st.always.lock().unwrap();
+        always
+            .iter()
+            .find(|(r, _)| route.starts_with(r.as_str()))
+            .map(|(_, b)| b.clone())
+    });
     if !st.delay.is_zero() {
         std::thread::sleep(st.delay);
     }
@@ -334,7 +386,7 @@ fn serve_one<S: Read + Write>(st: &State, reader: &mut BufReader<S>) -> bool {
             return false;
         }
         Some(Behavior::Reply { status, body }) => (status, body),
-        None => prefixd(st, &req),
+        None => prefixd(st, req),
     };
     let ctype = if body.starts_with('{') {
         "application/json"
@@ -423,8 +475,8 @@ fn query(target: &str) -> BTreeMap<String, String> {
 
 fn mitigation_json(m: &Mitigation) -> String {
     format!(
-        r#"{{"mitigation_id":"{}","status":"{}","customer_id":null,"service_id":null,"pop":"test","victim_ip":"{}","vector":"{}","action_type":"discard","rate_bps":null,"dst_prefix":"{}/32","protocol":17,"dst_ports":[],"created_at":"2026-11-25T11:43:03.123456+00:00","updated_at":"2026-11-25T11:43:03.123456+00:00","expires_at":"2026-11-25T11:53:03.123456+00:00","withdrawn_at":null,"triggering_event_id":"{}","last_event_id":"{}","scope_hash":"0123456789abcdef0123456789abcdef","reason":"test"}}"#,
-        m.id, m.status, m.victim_ip, m.vector, m.victim_ip, m.id, m.id
+        r#"{{"mitigation_id":"{}","status":"{}","customer_id":null,"service_id":null,"pop":"test","victim_ip":"{}","vector":"{}","action_type":"discard","rate_bps":null,"dst_prefix":"{}/32","protocol":17,"dst_ports":[],"created_at":"2026-11-25T11:43:03.123456+00:00","updated_at":"{}","expires_at":"2026-11-25T11:53:03.123456+00:00","withdrawn_at":null,"triggering_event_id":"{}","last_event_id":"{}","scope_hash":"0123456789abcdef0123456789abcdef","reason":"test"}}"#,
+        m.id, m.status, m.victim_ip, m.vector, m.victim_ip, m.updated_at, m.id, m.id
     )
 }
 
@@ -503,11 +555,15 @@ fn prefixd(st: &State, req: &Recorded) -> (u16, String) {
             }
             let event_id = s("event_id").unwrap_or_default();
             let mut ms = st.mitigations.lock().unwrap();
+            let now = prefixd_fastnetmon::time::now().replace('Z', ".000000+00:00");
             let existing = ms
-                .iter()
+                .iter_mut()
                 .find(|m| m.victim_ip == ip && m.vector == vector && m.status == "active");
             let (status, id) = match existing {
-                Some(m) => ("extended", m.id.clone()),
+                Some(m) => {
+                    m.updated_at = now;
+                    ("extended", m.id.clone())
+                }
                 None => {
                     let id = format!("00000000-0000-4000-8000-{:012x}", ms.len() + 1);
                     ms.push(Mitigation {
@@ -515,6 +571,7 @@ fn prefixd(st: &State, req: &Recorded) -> (u16, String) {
                         victim_ip: ip,
                         vector,
                         status: "active".into(),
+                        updated_at: now,
                     });
                     ("accepted", id)
                 }
