@@ -132,32 +132,30 @@ fn post_ban(
     replay: bool,
     choice: &VectorChoice,
 ) -> (Option<u16>, Result<(), Error>) {
-    let mut sent = None;
+    // The log line of the last attempt; the event itself (details and all) is not kept.
+    let mut sent: Option<(String, String)> = None;
     let reply = client.call(log, "POST", "/v1/events", || {
         let event = ban_event(notice, entry, replay, choice)?;
         let body = miniserde::json::to_string(&event);
-        sent = Some(event);
+        let what = format!(
+            "ban {} vector={} pps={} bps={} event_id={}",
+            event.victim_ip,
+            event.vector,
+            opt(event.pps),
+            opt(event.bps),
+            event.event_id
+        );
+        sent = Some((what, event.timestamp));
         Ok(Some(body))
     });
-    let Some(event) = sent else {
+    let Some((mut what, timestamp)) = sent else {
         return (None, reply.map(|_| ()));
     };
-    let mut what = format!(
-        "ban {} vector={} pps={} bps={} event_id={}",
-        event.victim_ip,
-        event.vector,
-        opt(event.pps),
-        opt(event.bps),
-        event.event_id
-    );
     if let Some(rule) = &choice.rule {
         what.push_str(&format!(" rule={rule}"));
     }
     if replay {
-        what.push_str(&format!(
-            " (replayed from the spool, received {})",
-            event.timestamp
-        ));
+        what.push_str(&format!(" (replayed from the spool, received {timestamp})"));
     }
     let reply = match reply {
         Ok(r) => r,

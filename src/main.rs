@@ -147,7 +147,7 @@ fn notify(
         ));
         return Ok(());
     }
-    let entry = Entry {
+    let entry = Arc::new(Entry {
         victim_ip: n.victim_ip.to_string(),
         direction: n.direction.clone(),
         pps: args.pps.clone(),
@@ -160,7 +160,7 @@ fn notify(
             .as_millis() as u64,
         attempts: None,
         last_error: None,
-    };
+    });
     if dry_run {
         return print_dry_run(cfg, &n, &entry);
     }
@@ -299,7 +299,9 @@ fn start_watchdog(cfg: &config::Config, subject: String, pending: Arc<outbox::Pe
         cfg.token.clone(),
         cfg.spool.clone(),
     );
-    std::thread::spawn(move || {
+    // A small stack: it only sleeps, logs and keeps; a carpet runs a thousand of us at once.
+    let watchdog = std::thread::Builder::new().stack_size(64 * 1024);
+    let _ = watchdog.spawn(move || {
         std::thread::sleep(deadline + Duration::from_millis(500));
         let log = log::Log::open(&log_spec, false, token).about(subject);
         let e = Error::NotDelivered(format!(

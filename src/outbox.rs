@@ -12,7 +12,7 @@ use crate::notice::{self, Action};
 use crate::spool::{Entry, Name, Spool};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A replayed unban withdraws only mitigations that were not updated after FastNetMon called
@@ -79,10 +79,10 @@ pub fn open_spool(dir: Option<&Path>) -> SpoolOrWhy {
 /// it has to end the run. Whoever settles it holds the slot meanwhile, so the watchdog waits
 /// for a keep in progress instead of writing the notice a second time.
 #[derive(Default)]
-pub struct Pending(Mutex<Option<Entry>>);
+pub struct Pending(Mutex<Option<Arc<Entry>>>);
 
 impl Pending {
-    pub fn with<R>(&self, f: impl FnOnce(&mut Option<Entry>) -> R) -> R {
+    pub fn with<R>(&self, f: impl FnOnce(&mut Option<Arc<Entry>>) -> R) -> R {
         f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
@@ -136,7 +136,7 @@ fn keep_pending(ctx: &Ctx, spool: &SpoolOrWhy, pending: &Pending, why: Error) ->
 pub fn handle(
     ctx: &Ctx,
     spool_or_why: &SpoolOrWhy,
-    entry: &Entry,
+    entry: &Arc<Entry>,
     pending: &Pending,
 ) -> Result<(), Error> {
     pending.with(|slot| *slot = Some(entry.clone()));

@@ -143,18 +143,21 @@ impl Server {
                 let _ = conn.set_nodelay(true);
                 let st = st.clone();
                 let tls = tls.clone();
-                std::thread::spawn(move || {
-                    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-                    match tls {
-                        None => serve(&st, conn),
-                        Some(cfg) => {
-                            let Ok(sc) = rustls::ServerConnection::new(cfg) else {
-                                return;
-                            };
-                            serve(&st, rustls::StreamOwned::new(sc, conn));
+                // Small stacks: a carpet bench holds a thousand connections at once.
+                let _ = std::thread::Builder::new()
+                    .stack_size(64 * 1024)
+                    .spawn(move || {
+                        let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                        match tls {
+                            None => serve(&st, conn),
+                            Some(cfg) => {
+                                let Ok(sc) = rustls::ServerConnection::new(cfg) else {
+                                    return;
+                                };
+                                serve(&st, rustls::StreamOwned::new(sc, conn));
+                            }
                         }
-                    }
-                });
+                    });
             }
         });
         Server { addr, url, state }
