@@ -30,10 +30,15 @@ stub:
 demo: static stub
 	@bash tests/demo.sh $(STATIC) $(STUB)
 
-# The real FastNetMon 1.2.4 (Debian's package) drives the static binary (tests/e2e.rs).
+# The real FastNetMon drives the static binary (tests/e2e.rs), in both generations: 1.2.4
+# (Debian bookworm's package, on the host) and 1.2.9 (Debian 13's, from a trixie chroot built
+# once under target/ and reused). One at a time: FastNetMon's API listens on a fixed port.
+TRIXIE_ROOT := target/e2e/trixie
 e2e: static
 	@test -x /usr/sbin/fastnetmon || { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fastnetmon) >/dev/null; }
-	PFN_BIN=$(CURDIR)/$(STATIC) $(CARGO) test --locked --test e2e -- --ignored --nocapture
+	@bash tests/e2e/trixie-root.sh $(TRIXIE_ROOT)
+	PFN_BIN=$(CURDIR)/$(STATIC) PFN_TRIXIE_ROOT=$(CURDIR)/$(TRIXIE_ROOT) \
+	  $(CARGO) test --locked --test e2e -- --ignored --nocapture --test-threads=1
 
 # Speed, memory and size next to curl and a bash+curl+jq script (bench/), in one run.
 BENCH_RUNS ?= 30

@@ -58,6 +58,9 @@ fn main() -> ExitCode {
         cfg.env_file,
         config::describe(cfg).join(", ")
     ));
+    if cfg.debug && matches!(cli.mode, cli::Mode::Notify(_)) {
+        log.debug(&how_called(&cfg.log));
+    }
     let deadline = started + cfg.deadline;
     let pending = Arc::new(outbox::Pending::default());
     start_watchdog(cfg, subject, pending.clone());
@@ -87,6 +90,36 @@ fn main() -> ExitCode {
         started.elapsed().as_secs_f64()
     ));
     ExitCode::from(code)
+}
+
+/// How FastNetMon started us (debug): the parent, what stdin is, and the descriptors it left
+/// open for us — they differ between FastNetMon generations.
+fn how_called(our_log: &str) -> String {
+    let link = |p: &str| {
+        std::fs::read_link(p).map_or_else(|e| format!("({e})"), |t| t.display().to_string())
+    };
+    let mine = std::fs::canonicalize(our_log).unwrap_or_default();
+    let parent = std::os::unix::process::parent_id();
+    let comm = std::fs::read_to_string(format!("/proc/{parent}/comm")).unwrap_or_default();
+    let mut inherited: Vec<u32> = std::fs::read_dir("/proc/self/fd")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .filter(|fd| *fd > 2)
+                // Not ours: the log file, this directory listing (gone once read).
+                .filter(|fd| {
+                    let t = std::fs::read_link(format!("/proc/self/fd/{fd}"));
+                    t.is_ok_and(|t| t != mine && !t.starts_with("/proc/"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    inherited.sort_unstable();
+    format!(
+        "called by {} (pid {parent}); stdin {}; inherited descriptors {:?}",
+        comm.trim(),
+        link("/proc/self/fd/0"),
+        inherited
+    )
 }
 
 /// `ban 203.0.113.10`: what every log line of a notify run names.
