@@ -55,7 +55,9 @@ lint:
 # The integration tests run twice: against the debug build, and against the static release
 # binary that operators copy (PFN_BIN), so size tuning and musl cannot break what ships.
 test: deps lint static
+	@command -v promtool >/dev/null || { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) >/dev/null; }
 	$(CARGO) test --locked
+	$(CARGO) test --locked --test status_metrics -- --ignored
 	PFN_BIN=$(CURDIR)/$(STATIC) $(CARGO) test --locked --test ban_unban
 
 clean:

@@ -177,6 +177,9 @@ impl Client {
             None => self.run(req.body(()).map_err(|e| e.to_string())?, budget),
         };
         let took = started.elapsed().as_secs_f64();
+        if result.is_ok() {
+            crate::metrics::took(started.elapsed());
+        }
         match &result {
             Ok(r) => log.debug(&format!("{method} {url} -> {} in {took:.3}s", r.status)),
             Err(e) => log.debug(&format!("{method} {url} -> {e} after {took:.3}s")),

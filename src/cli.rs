@@ -10,6 +10,7 @@ pub enum Mode {
     DryRun(Args),
     Flush,
     Check,
+    Status,
     Help,
     Version,
 }
@@ -32,7 +33,7 @@ pub struct Cli {
 pub const USAGE: &str =
     "usage: prefixd-fastnetmon [-v] [--env-file PATH] IP [DIRECTION [PPS [ACTION]]]
        prefixd-fastnetmon [-v] [--env-file PATH] --dry-run IP [DIRECTION [PPS [ACTION]]]
-       prefixd-fastnetmon [-v] [--env-file PATH] --flush | --check
+       prefixd-fastnetmon [-v] [--env-file PATH] --flush | --check | --status
        prefixd-fastnetmon --help | --version";
 
 pub fn parse(argv: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, String> {
@@ -68,7 +69,8 @@ pub fn parse(argv: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, 
                 flags.env_file = Some(v);
                 continue;
             }
-            "--dry-run" | "--flush" | "--check" | "--help" | "-h" | "--version" | "-V" => {
+            "--dry-run" | "--flush" | "--check" | "--status" | "--help" | "-h" | "--version"
+            | "-V" => {
                 if let Some(prev) = command {
                     return Err(format!("{arg} cannot be combined with {prev}"));
                 }
@@ -78,6 +80,7 @@ pub fn parse(argv: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, 
                     "--dry-run" => "--dry-run",
                     "--flush" => "--flush",
                     "--check" => "--check",
+                    "--status" => "--status",
                     "--help" => "--help",
                     _ => "--version",
                 });
@@ -96,14 +99,14 @@ pub fn parse(argv: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, 
     let mode = match command {
         Some("--help") => Mode::Help,
         Some("--version") => Mode::Version,
-        Some(c @ ("--flush" | "--check")) => {
+        Some(c @ ("--flush" | "--check" | "--status")) => {
             if let Some(extra) = positional.first() {
                 return Err(format!("{c} takes no arguments (got {extra:?})"));
             }
-            if c == "--flush" {
-                Mode::Flush
-            } else {
-                Mode::Check
+            match c {
+                "--flush" => Mode::Flush,
+                "--check" => Mode::Check,
+                _ => Mode::Status,
             }
         }
         Some(_) => Mode::DryRun(positional_args(positional)?),

@@ -32,6 +32,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("PREFIXD_SPOOL_MAX_AGE", "3600"),
     ("PREFIXD_UNBAN_MAX_AGE", "7200"),
     ("PREFIXD_VECTOR_RULES", ""),
+    ("PREFIXD_METRICS", ""),
     ("PREFIXD_DEBUG", "0"),
 ];
 
@@ -81,6 +82,8 @@ pub struct Config {
     pub spool_max_age: Duration,
     /// A kept unban older than this is dropped: prefixd's TTL has ended what it was about.
     pub unban_max_age: Duration,
+    /// node_exporter textfile (`PREFIXD_METRICS`); None: no metrics.
+    pub metrics: Option<PathBuf>,
     /// Custom vector rules (`PREFIXD_VECTOR_RULES`), first match wins.
     pub rules: Vec<crate::rules::Rule>,
     pub debug: bool,
@@ -218,6 +221,7 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
         secs(7200),
     );
     let rules_file = r.opt("PREFIXD_VECTOR_RULES", |s| Ok(PathBuf::from(s)));
+    let metrics = r.opt("PREFIXD_METRICS", |s| Ok(PathBuf::from(s)));
     let debug = r.get("PREFIXD_DEBUG", parse_bool, false);
     let sources = r.sources;
 
@@ -295,6 +299,7 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
         spool,
         spool_max_age,
         unban_max_age,
+        metrics,
         rules,
         debug,
         sources,

@@ -74,12 +74,16 @@ fn main() -> ExitCode {
             println!("{}", version());
             prefixd_fastnetmon::check::run(&loaded, deadline, &log)
         }
+        cli::Mode::Status => status(&loaded, cli.flags.verbose),
         cli::Mode::Help | cli::Mode::Version => Ok(()),
     };
+    if matches!(cli.mode, cli::Mode::Notify(_) | cli::Mode::Flush) {
+        publish_metrics(cfg, &log, deadline);
+    }
     let code = match result {
         Ok(()) => 0,
         Err(e) => {
-            if dry_run || !matches!(cli.mode, cli::Mode::Notify(_)) {
+            if dry_run || !matches!(cli.mode, cli::Mode::Notify(_) | cli::Mode::Status) {
                 eprintln!("prefixd-fastnetmon: {e}");
             }
             e.exit_code()
@@ -90,6 +94,35 @@ fn main() -> ExitCode {
         started.elapsed().as_secs_f64()
     ));
     ExitCode::from(code)
+}
+
+/// What the spool holds (read-only). Exit 75 while something waits, so a cron job or a
+/// monitoring check can alert on it.
+fn status(loaded: &config::Loaded, verbose: bool) -> Result<(), Error> {
+    if let Some(e) = loaded.errors.first() {
+        return Err(Error::Config(e.clone()));
+    }
+    let (text, waiting) = prefixd_fastnetmon::status::report(&loaded.config, verbose);
+    print!("{text}");
+    if waiting {
+        return Err(Error::NotDelivered("notices wait in the spool".into()));
+    }
+    Ok(())
+}
+
+/// The running totals and the node_exporter file (PREFIXD_METRICS); a failure is a warning.
+fn publish_metrics(cfg: &config::Config, log: &log::Log, deadline: Instant) {
+    let Some(path) = &cfg.metrics else {
+        return;
+    };
+    let spool = cfg.spool.as_deref().and_then(|d| Spool::open(d).ok());
+    // Some time even for a run that used its deadline; the watchdog still ends it by then.
+    let until = deadline.max(Instant::now() + Duration::from_millis(200));
+    if let Err(e) =
+        prefixd_fastnetmon::metrics::publish(path, cfg.spool.as_deref(), spool.as_ref(), until)
+    {
+        log.warn(&format!("metrics not written: {e}"));
+    }
 }
 
 /// How FastNetMon started us (debug): the parent, what stdin is, and the descriptors it left
@@ -375,7 +408,8 @@ fn help() -> String {
 DIRECTION defaults to incoming, PPS to 0, ACTION to ban (ban | unban | attack_details).
 Options: -v/--verbose debug lines in the log; --env-file PATH instead of /etc/default/prefixd
 (or PREFIXD_ENV_FILE); --dry-run prints the request(s) and sends nothing; --flush delivers
-what the spool holds.
+what the spool holds; --status lists it, oldest first, with each notice's attempts and last
+error (exit 75 while anything waits; -v adds the file names).
 
 Exit codes: 0 done | 64 bad arguments | 65 refused by prefixd (400/413/422) | 70 internal
 error | 73 not delivered and could not be kept (the log line holds the notice) | 75 not

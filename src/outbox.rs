@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::deliver;
 use crate::error::Error;
 use crate::log::Log;
+use crate::metrics::{self, Fate};
 use crate::notice::{self, Action};
 use crate::spool::{Entry, Name, Spool};
 use std::collections::HashMap;
@@ -97,6 +98,7 @@ pub fn keep(log: &Log, spool: &SpoolOrWhy, entry: &Entry, why: Error) -> Error {
     let failed = match spool {
         Ok(s) => match s.append(&entry) {
             Ok(kept) => {
+                metrics::count(&entry.action, Fate::Kept);
                 log.warn(&format!(
                     "{} {} kept in the spool as {} ({why})",
                     entry.action,
@@ -184,6 +186,11 @@ pub fn handle(
                     let fate =
                         deliver_victim(ctx, spool, ip, &queue, Some(&kept.path), &mut report);
                     let _ = spool.sync();
+                    if let Some(Err(e)) = &fate
+                        && keepable(e)
+                    {
+                        metrics::count(what, Fate::Kept);
+                    }
                     return fate.unwrap_or(Ok(()));
                 }
                 // Delivery first, order second.
@@ -194,13 +201,15 @@ pub fn handle(
             }
         }
     }
-    match send(ctx, entry, false) {
-        Err(e) if keepable(&e) => Err(keep_pending(ctx, spool_or_why, pending, e)),
-        result => {
-            pending.with(|slot| *slot = None);
-            result
-        }
+    let result = send(ctx, entry, false);
+    match &result {
+        Err(e) if keepable(e) => return Err(keep_pending(ctx, spool_or_why, pending, e.clone())),
+        Ok(()) => metrics::count(what, Fate::Delivered),
+        Err(Error::Refused(_)) => metrics::count(what, Fate::Refused),
+        Err(_) => {}
     }
+    pending.with(|slot| *slot = None);
+    result
 }
 
 /// What a flush did, in notices.
@@ -282,6 +291,7 @@ fn deliver_victim(
             ));
             let _ = spool.remove(path);
             report.stale += 1;
+            metrics::count(&what, Fate::Dropped);
             continue;
         }
         match send(ctx, &entry, !is_own) {
@@ -295,6 +305,7 @@ fn deliver_victim(
                     return stop(e, report).or(fate);
                 }
                 report.delivered += 1;
+                metrics::count(&what, Fate::Delivered);
                 if is_own {
                     fate = Some(Ok(()));
                 }
@@ -319,6 +330,9 @@ fn deliver_victim(
                 ctx.log.error(&format!("dropped spooled {what} {ip}: {e}"));
                 let _ = spool.remove(path);
                 report.refused += 1;
+                if matches!(e, Error::Refused(_)) {
+                    metrics::count(&what, Fate::Refused);
+                }
                 if is_own {
                     fate = Some(Err(e));
                 }

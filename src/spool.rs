@@ -300,8 +300,7 @@ impl Spool {
     /// The lock that makes delivery of the whole spool one-at-a-time, waited for until
     /// `until` (None: one try).
     pub fn lock_flush(&self, until: Option<Instant>) -> io::Result<Option<File>> {
-        let f = self.open_lock(&self.dir.join(".flush.lock"))?;
-        Ok(wait_for(&f, until)?.then_some(f))
+        lock_file(&self.dir.join(".flush.lock"), until)
     }
 
     /// The lock that makes runs for one victim take turns (so their order holds), waited for
@@ -309,7 +308,7 @@ impl Spool {
     pub fn lock_ip(&self, victim_ip: &str, until: Option<Instant>) -> io::Result<Option<IpLock>> {
         let path = self.dir.join(format!(".ip-{victim_ip}.lock"));
         loop {
-            let f = self.open_lock(&path)?;
+            let f = open_lock(&path)?;
             if !wait_for(&f, until)? {
                 return Ok(None);
             }
@@ -325,16 +324,23 @@ impl Spool {
             }
         }
     }
+}
 
-    fn open_lock(&self, path: &Path) -> io::Result<File> {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-    }
+/// An exclusive lock on the file at `path` (created if missing), waited for until `until`
+/// (None: one try). Released when the file is dropped, or when the process dies.
+pub fn lock_file(path: &Path, until: Option<Instant>) -> io::Result<Option<File>> {
+    let f = open_lock(path)?;
+    Ok(wait_for(&f, until)?.then_some(f))
+}
+
+fn open_lock(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
 }
 
 /// Held while a run delivers one victim's notices. Letting go removes the file first, so lock

@@ -1,0 +1,341 @@
+//! Numbers for Prometheus, through node_exporter's textfile collector: what became of the
+//! notices, what waits in the spool, when prefixd last took one, how long its requests took.
+//! A run tallies in memory (one process-wide tally, like the log: every layer may add to it);
+//! at its end the running totals in a small state file are updated under a lock and the
+//! `PREFIXD_METRICS` file is rewritten atomically (tmp in the same directory → rename).
+
+use crate::notice::Action;
+use crate::spool::{self, Name, Spool};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Fate {
+    /// prefixd accepted it.
+    Delivered,
+    /// Written to the spool, to be sent later.
+    Kept,
+    /// prefixd said no for good (400/413/422).
+    Refused,
+    /// Aged out or superseded in the spool.
+    Dropped,
+}
+
+const FATES: [(Fate, &str); 4] = [
+    (Fate::Delivered, "delivered"),
+    (Fate::Kept, "kept"),
+    (Fate::Refused, "refused"),
+    (Fate::Dropped, "dropped"),
+];
+const ACTIONS: [(Action, &str); 2] = [(Action::Ban, "ban"), (Action::Unban, "unban")];
+/// Upper bounds of the request-duration buckets, seconds: 5 ms to 10 s.
+const BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const STATE: &str = ".metrics.state";
+
+/// Running totals: this run's, or all runs' (the state file).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Totals {
+    /// `[action][fate]`, in `ACTIONS` × `FATES` order.
+    notices: [[u64; 4]; 2],
+    /// Per bucket (not cumulative), then everything above the last bound.
+    buckets: [u64; BUCKETS.len() + 1],
+    duration_sum: f64,
+    /// Unix seconds.
+    last_delivery: Option<f64>,
+}
+
+static RUN: Mutex<Totals> = Mutex::new(Totals {
+    notices: [[0; 4]; 2],
+    buckets: [0; BUCKETS.len() + 1],
+    duration_sum: 0.0,
+    last_delivery: None,
+});
+
+fn run() -> std::sync::MutexGuard<'static, Totals> {
+    RUN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Counts what became of one notice.
+pub fn count(action: &str, fate: Fate) {
+    let Some(a) = ACTIONS.iter().position(|(_, n)| *n == action) else {
+        return;
+    };
+    let f = FATES.iter().position(|(x, _)| *x == fate).unwrap_or(0);
+    let mut t = run();
+    t.notices[a][f] += 1;
+    if fate == Fate::Delivered {
+        t.last_delivery = Some(unix_now());
+    }
+}
+
+/// Records how long one request to prefixd took (it answered).
+pub fn took(d: Duration) {
+    let secs = d.as_secs_f64();
+    let i = BUCKETS
+        .iter()
+        .position(|b| secs <= *b)
+        .unwrap_or(BUCKETS.len());
+    let mut t = run();
+    t.buckets[i] += 1;
+    t.duration_sum += secs;
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Totals {
+    fn add(&mut self, o: &Totals) {
+        for (a, row) in self.notices.iter_mut().enumerate() {
+            for (f, n) in row.iter_mut().enumerate() {
+                *n += o.notices[a][f];
+            }
+        }
+        for (b, n) in self.buckets.iter_mut().enumerate() {
+            *n += o.buckets[b];
+        }
+        self.duration_sum += o.duration_sum;
+        self.last_delivery = match (self.last_delivery, o.last_delivery) {
+            (Some(x), Some(y)) => Some(x.max(y)),
+            (x, y) => x.or(y),
+        };
+    }
+
+    /// `key value` lines; unknown or broken lines are ignored (a damaged state file costs
+    /// history, never a run).
+    pub fn parse(text: &str) -> Totals {
+        let mut t = Totals::default();
+        for line in text.lines() {
+            let mut w = line.split_whitespace();
+            let (Some(key), Some(value)) = (w.next(), w.next_back()) else {
+                continue;
+            };
+            let n = value.parse::<u64>().ok();
+            let x = value.parse::<f64>().ok().filter(|x| x.is_finite());
+            if let Some((a, f)) = key.split_once('.') {
+                let a = ACTIONS.iter().position(|(_, s)| *s == a);
+                let f = FATES.iter().position(|(_, s)| *s == f);
+                if let (Some(a), Some(f), Some(n)) = (a, f, n) {
+                    t.notices[a][f] = n;
+                }
+            } else if let Some(i) = key
+                .strip_prefix("bucket")
+                .and_then(|i| i.parse::<usize>().ok())
+            {
+                if let (Some(slot), Some(n)) = (t.buckets.get_mut(i), n) {
+                    *slot = n;
+                }
+            } else if key == "duration_sum" {
+                t.duration_sum = x.unwrap_or(0.0);
+            } else if key == "last_delivery" {
+                t.last_delivery = x;
+            }
+        }
+        t
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        for (a, (_, an)) in ACTIONS.iter().enumerate() {
+            for (f, (_, fname)) in FATES.iter().enumerate() {
+                s.push_str(&format!("{an}.{fname} {}\n", self.notices[a][f]));
+            }
+        }
+        for (i, n) in self.buckets.iter().enumerate() {
+            s.push_str(&format!("bucket{i} {n}\n"));
+        }
+        s.push_str(&format!("duration_sum {}\n", self.duration_sum));
+        if let Some(t) = self.last_delivery {
+            s.push_str(&format!("last_delivery {t}\n"));
+        }
+        s
+    }
+
+    pub fn last_delivery(&self) -> Option<f64> {
+        self.last_delivery
+    }
+
+    pub fn notices(&self, action: &str, fate: Fate) -> u64 {
+        let a = ACTIONS.iter().position(|(_, n)| *n == action);
+        let f = FATES.iter().position(|(x, _)| *x == fate);
+        a.zip(f).map_or(0, |(a, f)| self.notices[a][f])
+    }
+}
+
+/// What the spool holds now: notices, and the age of the oldest.
+pub fn spool_gauges(spool: Option<&Spool>) -> (usize, f64) {
+    let names: Vec<Name> = spool
+        .and_then(|s| s.list().ok())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| Name::of(p))
+        .collect();
+    let oldest = names
+        .iter()
+        .map(|n| n.received_ms)
+        .min()
+        .map_or(0.0, |ms| (unix_now() - ms as f64 / 1000.0).max(0.0));
+    (names.len(), oldest)
+}
+
+/// Prometheus text exposition format, with HELP and TYPE lines.
+pub fn render(t: &Totals, spooled: usize, oldest_age: f64) -> String {
+    let mut s = String::new();
+    s.push_str("# HELP prefixd_fastnetmon_notices_total FastNetMon notices by action and what became of them (refused: prefixd said no for good; dropped: aged out or superseded in the spool; kept: written to the spool).\n");
+    s.push_str("# TYPE prefixd_fastnetmon_notices_total counter\n");
+    for (a, (_, an)) in ACTIONS.iter().enumerate() {
+        for (f, (_, fname)) in FATES.iter().enumerate() {
+            s.push_str(&format!(
+                "prefixd_fastnetmon_notices_total{{action=\"{an}\",result=\"{fname}\"}} {}\n",
+                t.notices[a][f]
+            ));
+        }
+    }
+    s.push_str("# HELP prefixd_fastnetmon_spool_notices Notices waiting in the spool.\n");
+    s.push_str("# TYPE prefixd_fastnetmon_spool_notices gauge\n");
+    s.push_str(&format!("prefixd_fastnetmon_spool_notices {spooled}\n"));
+    s.push_str("# HELP prefixd_fastnetmon_spool_oldest_age_seconds Age of the oldest notice in the spool (0 when empty).\n");
+    s.push_str("# TYPE prefixd_fastnetmon_spool_oldest_age_seconds gauge\n");
+    s.push_str(&format!(
+        "prefixd_fastnetmon_spool_oldest_age_seconds {oldest_age:.3}\n"
+    ));
+    s.push_str("# HELP prefixd_fastnetmon_last_delivery_timestamp_seconds Unix time of the last notice prefixd accepted (0: none yet).\n");
+    s.push_str("# TYPE prefixd_fastnetmon_last_delivery_timestamp_seconds gauge\n");
+    s.push_str(&format!(
+        "prefixd_fastnetmon_last_delivery_timestamp_seconds {:.3}\n",
+        t.last_delivery.unwrap_or(0.0)
+    ));
+    s.push_str("# HELP prefixd_fastnetmon_request_duration_seconds Time prefixd took to answer a request.\n");
+    s.push_str("# TYPE prefixd_fastnetmon_request_duration_seconds histogram\n");
+    let mut cumulative = 0;
+    for (i, le) in BUCKETS.iter().enumerate() {
+        cumulative += t.buckets[i];
+        s.push_str(&format!(
+            "prefixd_fastnetmon_request_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}\n"
+        ));
+    }
+    cumulative += t.buckets[BUCKETS.len()];
+    s.push_str(&format!(
+        "prefixd_fastnetmon_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}\n"
+    ));
+    s.push_str(&format!(
+        "prefixd_fastnetmon_request_duration_seconds_sum {:.6}\n",
+        t.duration_sum
+    ));
+    s.push_str(&format!(
+        "prefixd_fastnetmon_request_duration_seconds_count {cumulative}\n"
+    ));
+    s
+}
+
+/// Where the running totals live: the spool directory, or beside the metrics file when the
+/// spool is off.
+pub fn state_path(spool_dir: Option<&Path>, metrics: &Path) -> PathBuf {
+    match spool_dir {
+        Some(d) => d.join(STATE),
+        None => {
+            let mut name = metrics.file_name().unwrap_or_default().to_os_string();
+            name.push(".state");
+            metrics.with_file_name(format!(".{}", name.to_string_lossy()))
+        }
+    }
+}
+
+/// The running totals as stored (empty when there are none yet). Read without a lock: the
+/// file is only ever replaced whole.
+pub fn stored(state: &Path) -> Totals {
+    std::fs::read_to_string(state)
+        .map(|t| Totals::parse(&t))
+        .unwrap_or_default()
+}
+
+/// Adds this run's tally to the running totals and rewrites the metrics file. Errors are for
+/// a warning: metrics never fail a notice.
+pub fn publish(
+    metrics: &Path,
+    spool_dir: Option<&Path>,
+    spool: Option<&Spool>,
+    until: Instant,
+) -> Result<(), String> {
+    let state = state_path(spool_dir, metrics);
+    let lock_path = state.with_extension("lock");
+    let what = |e: std::io::Error, p: &Path| format!("{}: {e}", p.display());
+    let _lock = spool::lock_file(&lock_path, Some(until))
+        .map_err(|e| what(e, &lock_path))?
+        .ok_or_else(|| format!("{}: busy until our deadline", lock_path.display()))?;
+    let mut totals = stored(&state);
+    totals.add(&run());
+    replace(&state, &totals.to_text()).map_err(|e| what(e, &state))?;
+    let (spooled, oldest) = spool_gauges(spool);
+    replace(metrics, &render(&totals, spooled, oldest)).map_err(|e| what(e, metrics))?;
+    // Counted once: a second publish in this run adds nothing again.
+    *run() = Totals::default();
+    Ok(())
+}
+
+/// Replaces `path` whole: a temporary file beside it (not named `*.prom`, so the collector
+/// never reads it half-written), then a rename.
+fn replace(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_os_string();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text)
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
+        })
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_survive_their_text_and_add_up() {
+        let mut t = Totals::default();
+        t.notices[0][0] = 7;
+        t.notices[1][1] = 2;
+        t.buckets[3] = 4;
+        t.buckets[BUCKETS.len()] = 1;
+        t.duration_sum = 1.25;
+        t.last_delivery = Some(1_795_830_000.5);
+        let back = Totals::parse(&t.to_text());
+        assert_eq!(back, t);
+        let mut sum = back.clone();
+        sum.add(&t);
+        assert_eq!(sum.notices("ban", Fate::Delivered), 14);
+        assert_eq!(sum.notices("unban", Fate::Kept), 4);
+        assert_eq!(sum.buckets[3], 8);
+        assert_eq!(
+            Totals::parse("garbage\nban.delivered x\nbucket99 5\n"),
+            Totals::default()
+        );
+    }
+
+    #[test]
+    fn histogram_is_cumulative_and_counts_everything() {
+        let mut t = Totals::default();
+        t.buckets[0] = 1; // ≤ 5 ms
+        t.buckets[7] = 2; // ≤ 1 s
+        t.buckets[BUCKETS.len()] = 3; // > 10 s
+        let text = render(&t, 0, 0.0);
+        assert!(
+            text.contains("prefixd_fastnetmon_request_duration_seconds_bucket{le=\"0.005\"} 1\n")
+        );
+        assert!(text.contains("prefixd_fastnetmon_request_duration_seconds_bucket{le=\"1\"} 3\n"));
+        assert!(text.contains("prefixd_fastnetmon_request_duration_seconds_bucket{le=\"10\"} 3\n"));
+        assert!(
+            text.contains("prefixd_fastnetmon_request_duration_seconds_bucket{le=\"+Inf\"} 6\n")
+        );
+        assert!(text.contains("prefixd_fastnetmon_request_duration_seconds_count 6\n"));
+    }
+}

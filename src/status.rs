@@ -1,0 +1,121 @@
+//! `--status`: what the spool holds and why, oldest first, for an operator or a monitoring
+//! check. Read-only: it reads the spool's files and takes no lock a delivering run waits on.
+
+use crate::config::Config;
+use crate::metrics;
+use crate::spool::{Name, Spool};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The report, and whether anything waits.
+pub fn report(cfg: &Config, verbose: bool) -> (String, bool) {
+    let Some(dir) = cfg.spool.as_deref() else {
+        return (
+            "the spool is off (PREFIXD_SPOOL=off): nothing is kept\n".into(),
+            false,
+        );
+    };
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut out = String::new();
+    let mut oldest = None;
+    // A spool never written to does not exist yet: nothing waits.
+    let paths = if dir.exists() {
+        match Spool::open(dir).and_then(|s| s.list()) {
+            Ok(p) => p,
+            Err(e) => {
+                return (
+                    format!("cannot read the spool {}: {e}\n", dir.display()),
+                    false,
+                );
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    for path in &paths {
+        let Some(name) = Name::of(path) else {
+            continue;
+        };
+        let age = Duration::from_millis(now_ms.saturating_sub(name.received_ms));
+        oldest = oldest.max(Some(age));
+        let why = match Spool::read(path) {
+            // Delivered while we looked.
+            Err(_) => continue,
+            Ok(Err(e)) => e,
+            Ok(Ok(entry)) => match (entry.attempts, entry.last_error) {
+                (Some(n), Some(e)) => format!("{n} attempt{}  {e}", if n == 1 { "" } else { "s" }),
+                _ => format!("queued behind an earlier notice of {}", name.victim_ip),
+            },
+        };
+        out.push_str(&format!(
+            "{:<5} {:<15} {:>7}  {why}",
+            name.action.as_str(),
+            name.victim_ip,
+            human(age)
+        ));
+        if verbose {
+            out.push_str(&format!("  [{}]", path.display()));
+        }
+        out.push('\n');
+    }
+    let waiting = oldest.is_some();
+    let count = out.lines().count();
+    match oldest {
+        Some(age) => out.push_str(&format!(
+            "{count} notice(s) waiting in {}, oldest {}; ",
+            dir.display(),
+            human(age)
+        )),
+        None => out.push_str(&format!("nothing waiting in {}; ", dir.display())),
+    }
+    let last = cfg
+        .metrics
+        .as_deref()
+        .and_then(|m| metrics::stored(&metrics::state_path(Some(dir), m)).last_delivery());
+    match last {
+        Some(t) => {
+            let secs = t.max(0.0) as u64;
+            let ago = Duration::from_millis(now_ms.saturating_sub(secs * 1000));
+            out.push_str(&format!(
+                "last delivery {} ({} ago)\n",
+                crate::time::rfc3339_from_unix(secs),
+                human(ago)
+            ));
+        }
+        None if cfg.metrics.is_some() => out.push_str("no delivery recorded yet\n"),
+        None => out.push_str("last delivery not recorded (set PREFIXD_METRICS)\n"),
+    }
+    (out, waiting)
+}
+
+/// `45s`, `4m12s`, `2h03m`, `3d04h`.
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86_400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_like_a_clock() {
+        for (secs, want) in [
+            (0, "0s"),
+            (59, "59s"),
+            (60, "1m00s"),
+            (252, "4m12s"),
+            (3600, "1h00m"),
+            (7380, "2h03m"),
+            (86_400 * 3 + 4 * 3600, "3d04h"),
+        ] {
+            assert_eq!(human(Duration::from_secs(secs)), want);
+        }
+    }
+}
