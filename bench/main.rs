@@ -500,7 +500,7 @@ fn main() {
             victim_ip: ip.clone(),
             direction: "incoming".into(),
             pps: Some("1000".into()),
-            action: "ban".into(),
+            action: prefixd_fastnetmon::notice::Action::Ban,
             details: details.clone(),
             truncated: false,
             received_ms: t0 + i as u64,

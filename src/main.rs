@@ -217,7 +217,7 @@ fn notify(
         victim_ip: n.victim_ip.to_string(),
         direction: n.direction.clone(),
         pps: args.pps.clone(),
-        action: n.action.as_str().into(),
+        action: n.action,
         details: details.text,
         truncated: details.truncated,
         received_ms: received

@@ -59,8 +59,8 @@ fn run() -> std::sync::MutexGuard<'static, Totals> {
 }
 
 /// Counts what became of one notice.
-pub fn count(action: &str, fate: Fate) {
-    let Some(a) = ACTIONS.iter().position(|(_, n)| *n == action) else {
+pub fn count(action: Action, fate: Fate) {
+    let Some(a) = ACTIONS.iter().position(|(x, _)| *x == action) else {
         return;
     };
     let f = FATES.iter().position(|(x, _)| *x == fate).unwrap_or(0);

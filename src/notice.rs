@@ -18,6 +18,34 @@ pub enum Action {
     AttackDetails,
 }
 
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// In the spool file an action is its name, as FastNetMon spells it.
+impl miniserde::Serialize for Action {
+    fn begin(&self) -> miniserde::ser::Fragment<'_> {
+        miniserde::ser::Fragment::Str(self.as_str().into())
+    }
+}
+
+miniserde::make_place!(Place);
+
+impl miniserde::de::Visitor for Place<Action> {
+    fn string(&mut self, s: &str) -> miniserde::Result<()> {
+        self.out = Some(Action::parse(s).ok_or(miniserde::Error)?);
+        Ok(())
+    }
+}
+
+impl miniserde::Deserialize for Action {
+    fn begin(out: &mut Option<Self>) -> &mut dyn miniserde::de::Visitor {
+        Place::new(out)
+    }
+}
+
 impl Action {
     pub fn parse(s: &str) -> Option<Action> {
         match s {

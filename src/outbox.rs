@@ -41,7 +41,7 @@ pub fn send(ctx: &Ctx, entry: &Entry, replay: bool) -> Result<(), Error> {
         ip: entry.victim_ip.clone(),
         direction: Some(entry.direction.clone()),
         pps: entry.pps.clone(),
-        action: Some(entry.action.clone()),
+        action: Some(entry.action.as_str().into()),
     };
     // Warnings were logged when FastNetMon called; a spooled notice was valid then.
     let (n, _) = notice::from_args(&args).map_err(Error::Usage)?;
@@ -98,7 +98,7 @@ pub fn keep(log: &Log, spool: &SpoolOrWhy, entry: &Entry, why: Error) -> Error {
     let failed = match spool {
         Ok(s) => match s.append(&entry) {
             Ok(kept) => {
-                metrics::count(&entry.action, Fate::Kept);
+                metrics::count(entry.action, Fate::Kept);
                 log.warn(&format!(
                     "{} {} kept in the spool as {} ({why})",
                     entry.action,
@@ -142,7 +142,7 @@ pub fn handle(
     pending: &Pending,
 ) -> Result<(), Error> {
     pending.with(|slot| *slot = Some(entry.clone()));
-    let (what, ip) = (&entry.action, &entry.victim_ip);
+    let (what, ip) = (entry.action, &entry.victim_ip);
     let spool = spool_or_why.as_ref().ok();
     // Runs for one victim take turns, so their order holds even while they retry.
     let turn = match spool.map(|s| s.lock_ip(ip, Some(ctx.deadline))) {
@@ -283,7 +283,7 @@ fn deliver_victim(
                 continue;
             }
         };
-        let what = entry.action.clone();
+        let what = entry.action;
         if !is_own && let Some(why) = stale(ctx.cfg, &entry, last_unban.is_some_and(|u| u > i)) {
             ctx.log.warn(&format!(
                 "dropped spooled {what} {ip} received {}: {why}",
@@ -291,7 +291,7 @@ fn deliver_victim(
             ));
             let _ = spool.remove(path);
             report.stale += 1;
-            metrics::count(&what, Fate::Dropped);
+            metrics::count(what, Fate::Dropped);
             continue;
         }
         match send(ctx, &entry, !is_own) {
@@ -305,7 +305,7 @@ fn deliver_victim(
                     return stop(e, report).or(fate);
                 }
                 report.delivered += 1;
-                metrics::count(&what, Fate::Delivered);
+                metrics::count(what, Fate::Delivered);
                 if is_own {
                     fate = Some(Ok(()));
                 }
@@ -331,7 +331,7 @@ fn deliver_victim(
                 let _ = spool.remove(path);
                 report.refused += 1;
                 if matches!(e, Error::Refused(_)) {
-                    metrics::count(&what, Fate::Refused);
+                    metrics::count(what, Fate::Refused);
                 }
                 if is_own {
                     fate = Some(Err(e));
@@ -349,14 +349,14 @@ fn stale(cfg: &Config, entry: &Entry, unban_follows: bool) -> Option<String> {
         Some(e) => format!("; last error: {e}"),
         None => String::new(),
     };
-    match Action::parse(&entry.action) {
-        Some(Action::Ban) if unban_follows => Some("an unban for it came later".into()),
-        Some(Action::Ban) if age > cfg.spool_max_age => Some(format!(
+    match entry.action {
+        Action::Ban if unban_follows => Some("an unban for it came later".into()),
+        Action::Ban if age > cfg.spool_max_age => Some(format!(
             "older than PREFIXD_SPOOL_MAX_AGE ({}s){}",
             cfg.spool_max_age.as_secs(),
             last()
         )),
-        Some(Action::Unban) if age > cfg.unban_max_age => Some(format!(
+        Action::Unban if age > cfg.unban_max_age => Some(format!(
             "{:.1}s old, older than PREFIXD_UNBAN_MAX_AGE ({:.1}s): prefixd's TTL has ended what it was about{}",
             age.as_secs_f64(),
             cfg.unban_max_age.as_secs_f64(),

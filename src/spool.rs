@@ -21,7 +21,7 @@ pub struct Entry {
     pub victim_ip: String,
     pub direction: String,
     pub pps: Option<String>,
-    pub action: String,
+    pub action: Action,
     pub details: String,
     pub truncated: bool,
     /// Milliseconds since the epoch when FastNetMon called us.
@@ -160,14 +160,14 @@ impl Spool {
     pub fn append(&self, e: &Entry) -> io::Result<Kept> {
         let mut rnd = [0u8; 4];
         getrandom::fill(&mut rnd).map_err(|e| io::Error::other(e.to_string()))?;
-        let action = Action::parse(&e.action)
-            .filter(|a| *a != Action::AttackDetails)
-            .ok_or_else(|| io::Error::other(format!("no notice to keep: {:?}", e.action)))?;
+        if e.action == Action::AttackDetails {
+            return Err(io::Error::other("attack_details is never kept"));
+        }
         let name = Name {
             received_ms: e.received_ms,
             pid: std::process::id(),
             random: rnd.iter().map(|x| format!("{x:02x}")).collect(),
-            action,
+            action: e.action,
             victim_ip: e.victim_ip.clone(),
         };
         self.write(&self.dir.join(name.to_string()), e, true)
@@ -383,7 +383,7 @@ mod tests {
             victim_ip: ip.into(),
             direction: "incoming".into(),
             pps: Some("5".into()),
-            action: action.into(),
+            action: Action::parse(action).unwrap(),
             details: "Attack type: udp_flood\n\u{1}\"".into(),
             truncated: false,
             received_ms,

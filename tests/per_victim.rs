@@ -78,7 +78,7 @@ fn a_stuck_unban_holds_back_no_other_victim() {
     // The stuck unban is still kept (retried by background flushes, never lost).
     let kept = kept_of(&sb, "203.0.113.10");
     assert_eq!(kept.len(), 1);
-    assert_eq!(kept[0].action, "unban");
+    assert_eq!(kept[0].action.as_str(), "unban");
     // Background flushes (after each delivered ban) retried the stuck unban meanwhile; every
     // line of the notify runs names its notice.
     for line in sb.log().lines().filter(|l| !l.contains(" flush: ")) {
