@@ -36,6 +36,44 @@ pub const USAGE: &str =
        prefixd-fastnetmon [-v] [--env-file PATH] --flush | --check | --status
        prefixd-fastnetmon --help | --version";
 
+/// `--version`: the version, the target it was built for, and the commit.
+pub fn version() -> String {
+    format!(
+        "prefixd-fastnetmon {} ({}, commit {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("PFN_TARGET"),
+        env!("PFN_COMMIT")
+    )
+}
+
+/// `--help`: usage, every variable from the configuration table, options and exit codes.
+pub fn help() -> String {
+    let mut h = format!(
+        "{}\n\n{USAGE}\n\nVariables (env file {}, overridden by the environment):\n",
+        version(),
+        crate::config::DEFAULT_ENV_FILE
+    );
+    for v in crate::config::VARIABLES {
+        let default = if v.default.is_empty() { "-" } else { v.default };
+        h.push_str(&format!("  {:<27} {default:<30} {}\n", v.name, v.help));
+    }
+    h.push_str(
+        "
+DIRECTION defaults to incoming, PPS to 0, ACTION to ban (ban | unban | attack_details).
+Options: -v/--verbose debug lines in the log; --env-file PATH instead of /etc/default/prefixd
+(or PREFIXD_ENV_FILE); --dry-run prints the request(s) and sends nothing; --flush delivers
+what the spool holds; --status lists it, oldest first, with each notice's attempts and last
+error (exit 75 while anything waits; -v adds the file names).
+
+Exit codes: 0 done | 64 bad arguments | 65 refused by prefixd (400/413/422) | 70 internal
+error | 73 not delivered and could not be kept (the log line holds the notice) | 75 not
+delivered, kept in the spool | 77 token refused (401/403), kept | 78 configuration error
+(404/405/415 from PREFIXD_API included), kept when the spool is usable
+",
+    );
+    h
+}
+
 pub fn parse(argv: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, String> {
     let mut flags = Flags::default();
     let mut command: Option<&'static str> = None;

@@ -14,26 +14,149 @@ pub const DEFAULT_LOG: &str = "/var/log/prefixd-fastnetmon.log";
 /// An env file larger than this is not an env file.
 const MAX_ENV_FILE: u64 = 4 * 1024 * 1024;
 
-/// Every variable we read, with its default (empty: none). The order is the `--check` order.
-pub const VARIABLES: &[(&str, &str)] = &[
-    ("PREFIXD_API", "http://localhost:8080"),
-    ("PREFIXD_TOKEN", ""),
-    ("PREFIXD_TOKEN_FILE", ""),
-    ("PREFIXD_OPERATOR", "fastnetmon"),
-    ("PREFIXD_LOG", DEFAULT_LOG),
-    ("UNBAN_QUERY_RETRIES", "5"),
-    ("UNBAN_QUERY_DELAY_SECONDS", "1"),
-    ("PREFIXD_CA_FILE", ""),
-    ("PREFIXD_CONNECT_TIMEOUT", "3"),
-    ("PREFIXD_TIMEOUT", "5"),
-    ("PREFIXD_DEADLINE", "20"),
-    ("PREFIXD_RETRIES", "3"),
-    ("PREFIXD_SPOOL", "/var/spool/prefixd-fastnetmon"),
-    ("PREFIXD_SPOOL_MAX_AGE", "3600"),
-    ("PREFIXD_UNBAN_MAX_AGE", "7200"),
-    ("PREFIXD_VECTOR_RULES", ""),
-    ("PREFIXD_METRICS", ""),
-    ("PREFIXD_DEBUG", "0"),
+/// How a variable's text becomes its value, with its range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Url,
+    Token,
+    Operator,
+    Text,
+    Path,
+    /// A directory, or `off`.
+    Spool,
+    Count {
+        min: u32,
+        max: u32,
+    },
+    Seconds {
+        zero_ok: bool,
+    },
+    Bool,
+}
+
+/// One variable we read: the single source of its name, default (empty: none), parser and
+/// range, and help text. `load`, `--help` and `--check` all read this table.
+pub struct Var {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+}
+
+const fn var(name: &'static str, default: &'static str, kind: Kind, help: &'static str) -> Var {
+    Var {
+        name,
+        default,
+        kind,
+        help,
+    }
+}
+
+/// Every variable, in the `--help` and `--check` order.
+pub const VARIABLES: &[Var] = &[
+    var(
+        "PREFIXD_API",
+        "http://localhost:8080",
+        Kind::Url,
+        "prefixd's base URL; https:// uses TLS",
+    ),
+    var("PREFIXD_TOKEN", "", Kind::Token, "bearer token"),
+    var(
+        "PREFIXD_TOKEN_FILE",
+        "",
+        Kind::Path,
+        "file whose first line is the token",
+    ),
+    var(
+        "PREFIXD_OPERATOR",
+        "fastnetmon",
+        Kind::Operator,
+        "operator_id on withdrawals",
+    ),
+    var(
+        "PREFIXD_LOG",
+        DEFAULT_LOG,
+        Kind::Text,
+        "log file; - for stderr; syslog",
+    ),
+    var(
+        "UNBAN_QUERY_RETRIES",
+        "5",
+        Kind::Count { min: 1, max: 100 },
+        "lookups of active mitigations on unban",
+    ),
+    var(
+        "UNBAN_QUERY_DELAY_SECONDS",
+        "1",
+        Kind::Seconds { zero_ok: true },
+        "pause between those lookups",
+    ),
+    var(
+        "PREFIXD_CA_FILE",
+        "",
+        Kind::Path,
+        "PEM CAs to trust instead of the bundled roots",
+    ),
+    var(
+        "PREFIXD_CONNECT_TIMEOUT",
+        "3",
+        Kind::Seconds { zero_ok: false },
+        "seconds to connect",
+    ),
+    var(
+        "PREFIXD_TIMEOUT",
+        "5",
+        Kind::Seconds { zero_ok: false },
+        "seconds for one request",
+    ),
+    var(
+        "PREFIXD_DEADLINE",
+        "20",
+        Kind::Seconds { zero_ok: false },
+        "seconds for the whole run, retries included",
+    ),
+    var(
+        "PREFIXD_RETRIES",
+        "3",
+        Kind::Count { min: 1, max: 20 },
+        "attempts per request on transient failure",
+    ),
+    var(
+        "PREFIXD_SPOOL",
+        "/var/spool/prefixd-fastnetmon",
+        Kind::Spool,
+        "spool directory; off disables it",
+    ),
+    var(
+        "PREFIXD_SPOOL_MAX_AGE",
+        "3600",
+        Kind::Seconds { zero_ok: false },
+        "seconds after which a kept ban is dropped",
+    ),
+    var(
+        "PREFIXD_UNBAN_MAX_AGE",
+        "7200",
+        Kind::Seconds { zero_ok: false },
+        "seconds after which a kept unban is dropped",
+    ),
+    var(
+        "PREFIXD_VECTOR_RULES",
+        "",
+        Kind::Path,
+        "file of custom vector rules",
+    ),
+    var(
+        "PREFIXD_METRICS",
+        "",
+        Kind::Path,
+        "node_exporter textfile to write",
+    ),
+    var(
+        "PREFIXD_DEBUG",
+        "0",
+        Kind::Bool,
+        "1: debug lines in the log, as -v",
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,179 +233,44 @@ pub struct Flags {
 pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
     let mut warnings = Vec::new();
     let mut errors = Vec::new();
-
-    let (env_file, named) = match (
-        &flags.env_file,
-        env("PREFIXD_ENV_FILE").filter(|s| !s.is_empty()),
-    ) {
-        (Some(f), _) => (f.clone(), true),
-        (None, Some(f)) => (f, true),
-        (None, None) => (DEFAULT_ENV_FILE.to_string(), false),
-    };
-
-    // Layer 1: the env file.
-    let mut raw: BTreeMap<&'static str, (String, Source)> = BTreeMap::new();
-    let mut env_file_mode = None;
-    match read_env_file(&env_file) {
-        Ok(Some((text, mode))) => {
-            env_file_mode = Some(mode);
-            for line in envfile::parse(&text) {
-                match line {
-                    envfile::Line::Assign {
-                        line,
-                        key,
-                        value,
-                        literal_warning,
-                    } => {
-                        let Some(&(name, _)) = VARIABLES.iter().find(|(n, _)| *n == key) else {
-                            continue; // the file may be shared with prefixd itself
-                        };
-                        if let Some(w) = literal_warning {
-                            warnings.push(format!("{env_file}:{line}: {name}: {w}"));
-                        }
-                        raw.insert(
-                            name,
-                            (
-                                value,
-                                Source::File {
-                                    path: env_file.clone(),
-                                    line,
-                                },
-                            ),
-                        );
-                    }
-                    envfile::Line::Malformed { line, reason } => {
-                        warnings.push(format!("{env_file}:{line}: {reason}; line skipped"));
-                    }
-                }
-            }
-        }
-        Ok(None) if named => errors.push(format!("env file {env_file}: no such file")),
-        Ok(None) => {}
-        Err(e) => errors.push(format!("env file {env_file}: {e}")),
-    }
-
-    // Layer 2: the process environment. Empty counts as unset, as `${VAR:-default}` does.
-    for &(name, _) in VARIABLES {
-        if let Some(v) = env(name).filter(|v| !v.is_empty()) {
-            raw.insert(name, (v, Source::Environment));
-        }
-    }
-    if flags.verbose {
-        raw.insert("PREFIXD_DEBUG", ("1".to_string(), Source::Flag));
-    }
+    let (env_file, named) = env_file_path(flags, env);
+    let (mut raw, env_file_mode) = env_file_layer(&env_file, named, &mut warnings, &mut errors);
+    environment_layer(&mut raw, flags, env);
 
     let mut r = Resolver {
         raw,
         errors: &mut errors,
         sources: Vec::new(),
     };
-    let api = r.get(
-        "PREFIXD_API",
-        parse_url,
-        "http://localhost:8080".to_string(),
-    );
-    let token_inline = r.opt("PREFIXD_TOKEN", parse_token);
-    let token_file = r.opt("PREFIXD_TOKEN_FILE", |s| Ok(PathBuf::from(s)));
-    let operator = r.get("PREFIXD_OPERATOR", parse_operator, "fastnetmon".to_string());
-    let log = r.get(
-        "PREFIXD_LOG",
-        |s| Ok(s.to_string()),
-        DEFAULT_LOG.to_string(),
-    );
-    let unban_query_retries = r.get("UNBAN_QUERY_RETRIES", |s| parse_count(s, 1, 100), 5);
-    let unban_query_delay = r.get(
-        "UNBAN_QUERY_DELAY_SECONDS",
-        |s| parse_seconds(s, true),
-        secs(1),
-    );
-    let ca_file = r.opt("PREFIXD_CA_FILE", |s| Ok(PathBuf::from(s)));
-    let connect_timeout = r.get(
-        "PREFIXD_CONNECT_TIMEOUT",
-        |s| parse_seconds(s, false),
-        secs(3),
-    );
-    let timeout = r.get("PREFIXD_TIMEOUT", |s| parse_seconds(s, false), secs(5));
-    let deadline = r.get("PREFIXD_DEADLINE", |s| parse_seconds(s, false), secs(20));
-    let retries = r.get("PREFIXD_RETRIES", |s| parse_count(s, 1, 20), 3);
-    let spool = r.get(
-        "PREFIXD_SPOOL",
-        |s| Ok((s != "off").then(|| PathBuf::from(s))),
-        Some(PathBuf::from("/var/spool/prefixd-fastnetmon")),
-    );
-    let spool_max_age = r.get(
-        "PREFIXD_SPOOL_MAX_AGE",
-        |s| parse_seconds(s, false),
-        secs(3600),
-    );
-    let unban_max_age = r.get(
-        "PREFIXD_UNBAN_MAX_AGE",
-        |s| parse_seconds(s, false),
-        secs(7200),
-    );
-    let rules_file = r.opt("PREFIXD_VECTOR_RULES", |s| Ok(PathBuf::from(s)));
-    let metrics = r.opt("PREFIXD_METRICS", |s| Ok(PathBuf::from(s)));
-    let debug = r.get("PREFIXD_DEBUG", parse_bool, false);
+    let api = r.text("PREFIXD_API");
+    let token_inline = r.opt_text("PREFIXD_TOKEN");
+    let token_file = r.path("PREFIXD_TOKEN_FILE");
+    let operator = r.text("PREFIXD_OPERATOR");
+    let log = r.text("PREFIXD_LOG");
+    let unban_query_retries = r.count("UNBAN_QUERY_RETRIES");
+    let unban_query_delay = r.seconds("UNBAN_QUERY_DELAY_SECONDS");
+    let ca_file = r.path("PREFIXD_CA_FILE");
+    let connect_timeout = r.seconds("PREFIXD_CONNECT_TIMEOUT");
+    let timeout = r.seconds("PREFIXD_TIMEOUT");
+    let deadline = r.seconds("PREFIXD_DEADLINE");
+    let retries = r.count("PREFIXD_RETRIES");
+    let spool = r.path("PREFIXD_SPOOL");
+    let spool_max_age = r.seconds("PREFIXD_SPOOL_MAX_AGE");
+    let unban_max_age = r.seconds("PREFIXD_UNBAN_MAX_AGE");
+    let rules_file = r.path("PREFIXD_VECTOR_RULES");
+    let metrics = r.path("PREFIXD_METRICS");
+    let debug = r.flag("PREFIXD_DEBUG");
     let sources = r.sources;
 
-    let source_of = |name: &str| {
-        sources
-            .iter()
-            .find(|o| o.name == name)
-            .map(|o| o.source.clone())
-    };
-    let token = match (token_inline, token_file) {
-        (Some(_), Some(_)) => {
-            errors.push(format!(
-                "PREFIXD_TOKEN ({}) and PREFIXD_TOKEN_FILE ({}) are both set; keep one",
-                source_of("PREFIXD_TOKEN").unwrap_or(Source::Default),
-                source_of("PREFIXD_TOKEN_FILE").unwrap_or(Source::Default)
-            ));
-            None
-        }
-        (Some(t), None) => {
-            if matches!(source_of("PREFIXD_TOKEN"), Some(Source::File { .. }))
-                && env_file_mode.is_some_and(|m| m & 0o044 != 0)
-            {
-                warnings.push(format!(
-                    "{env_file} holds PREFIXD_TOKEN and is readable by group or others (chmod 600 it)"
-                ));
-            }
-            Some(t)
-        }
-        (None, Some(path)) => match read_token_file(&path) {
-            Ok((t, mode)) => {
-                if mode & 0o044 != 0 {
-                    warnings.push(format!(
-                        "token file {} is readable by group or others (chmod 600 it)",
-                        path.display()
-                    ));
-                }
-                Some(t)
-            }
-            Err(e) => {
-                errors.push(format!("PREFIXD_TOKEN_FILE {}: {e}", path.display()));
-                None
-            }
-        },
-        (None, None) => None,
-    };
-
-    let rules = match &rules_file {
-        None => Vec::new(),
-        Some(path) => match read_rules_file(path).and_then(|text| {
-            crate::rules::parse(&path.display().to_string(), &text).map_err(|e| e.join("; "))
-        }) {
-            Ok((rules, w)) => {
-                warnings.extend(w);
-                rules
-            }
-            Err(e) => {
-                errors.push(format!("PREFIXD_VECTOR_RULES {}: {e}", path.display()));
-                Vec::new()
-            }
-        },
-    };
+    let token = resolve_token(
+        token_inline,
+        token_file,
+        &sources,
+        (&env_file, env_file_mode),
+        &mut warnings,
+        &mut errors,
+    );
+    let rules = load_rules(rules_file.as_deref(), &mut warnings, &mut errors);
 
     let config = Config {
         api,
@@ -312,6 +300,155 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
     }
 }
 
+/// The env file to read, and whether it was named (then a missing file is an error).
+fn env_file_path(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> (String, bool) {
+    match (
+        &flags.env_file,
+        env("PREFIXD_ENV_FILE").filter(|s| !s.is_empty()),
+    ) {
+        (Some(f), _) => (f.clone(), true),
+        (None, Some(f)) => (f, true),
+        (None, None) => (DEFAULT_ENV_FILE.to_string(), false),
+    }
+}
+
+type Raw = BTreeMap<&'static str, (String, Source)>;
+
+/// Layer 1: our variables in the env file (others are prefixd's own), and the file's mode.
+fn env_file_layer(
+    env_file: &str,
+    named: bool,
+    warnings: &mut Vec<String>,
+    errors: &mut Vec<String>,
+) -> (Raw, Option<u32>) {
+    let mut raw = Raw::new();
+    let text = match read_env_file(env_file) {
+        Ok(Some((text, mode))) => (text, mode),
+        Ok(None) if named => {
+            errors.push(format!("env file {env_file}: no such file"));
+            return (raw, None);
+        }
+        Ok(None) => return (raw, None),
+        Err(e) => {
+            errors.push(format!("env file {env_file}: {e}"));
+            return (raw, None);
+        }
+    };
+    for line in envfile::parse(&text.0) {
+        match line {
+            envfile::Line::Assign {
+                line,
+                key,
+                value,
+                literal_warning,
+            } => {
+                let Some(name) = VARIABLES.iter().map(|v| v.name).find(|n| *n == key) else {
+                    continue; // the file may be shared with prefixd itself
+                };
+                if let Some(w) = literal_warning {
+                    warnings.push(format!("{env_file}:{line}: {name}: {w}"));
+                }
+                let path = env_file.to_string();
+                raw.insert(name, (value, Source::File { path, line }));
+            }
+            envfile::Line::Malformed { line, reason } => {
+                warnings.push(format!("{env_file}:{line}: {reason}; line skipped"));
+            }
+        }
+    }
+    (raw, Some(text.1))
+}
+
+/// Layer 2: the process environment, then the command line. Empty counts as unset, as
+/// `${VAR:-default}` does.
+fn environment_layer(raw: &mut Raw, flags: &Flags, env: &dyn Fn(&str) -> Option<String>) {
+    for name in VARIABLES.iter().map(|v| v.name) {
+        if let Some(v) = env(name).filter(|v| !v.is_empty()) {
+            raw.insert(name, (v, Source::Environment));
+        }
+    }
+    if flags.verbose {
+        raw.insert("PREFIXD_DEBUG", ("1".to_string(), Source::Flag));
+    }
+}
+
+/// The token, from PREFIXD_TOKEN or PREFIXD_TOKEN_FILE (not both), with a warning when the
+/// file holding it is readable by others.
+fn resolve_token(
+    inline: Option<String>,
+    file: Option<PathBuf>,
+    sources: &[Origin],
+    (env_file, env_file_mode): (&str, Option<u32>),
+    warnings: &mut Vec<String>,
+    errors: &mut Vec<String>,
+) -> Option<String> {
+    let source_of = |name: &str| {
+        sources
+            .iter()
+            .find(|o| o.name == name)
+            .map_or(Source::Default, |o| o.source.clone())
+    };
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            errors.push(format!(
+                "PREFIXD_TOKEN ({}) and PREFIXD_TOKEN_FILE ({}) are both set; keep one",
+                source_of("PREFIXD_TOKEN"),
+                source_of("PREFIXD_TOKEN_FILE")
+            ));
+            None
+        }
+        (Some(t), None) => {
+            if matches!(source_of("PREFIXD_TOKEN"), Source::File { .. })
+                && env_file_mode.is_some_and(|m| m & 0o044 != 0)
+            {
+                warnings.push(format!(
+                    "{env_file} holds PREFIXD_TOKEN and is readable by group or others (chmod 600 it)"
+                ));
+            }
+            Some(t)
+        }
+        (None, Some(path)) => match read_token_file(&path) {
+            Ok((t, mode)) => {
+                if mode & 0o044 != 0 {
+                    warnings.push(format!(
+                        "token file {} is readable by group or others (chmod 600 it)",
+                        path.display()
+                    ));
+                }
+                Some(t)
+            }
+            Err(e) => {
+                errors.push(format!("PREFIXD_TOKEN_FILE {}: {e}", path.display()));
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+/// The custom vector rules (PREFIXD_VECTOR_RULES), first match wins.
+fn load_rules(
+    path: Option<&Path>,
+    warnings: &mut Vec<String>,
+    errors: &mut Vec<String>,
+) -> Vec<crate::rules::Rule> {
+    let Some(path) = path else {
+        return Vec::new();
+    };
+    match read_rules_file(path).and_then(|text| {
+        crate::rules::parse(&path.display().to_string(), &text).map_err(|e| e.join("; "))
+    }) {
+        Ok((rules, w)) => {
+            warnings.extend(w);
+            rules
+        }
+        Err(e) => {
+            errors.push(format!("PREFIXD_VECTOR_RULES {}: {e}", path.display()));
+            Vec::new()
+        }
+    }
+}
+
 /// One line per variable: `NAME = value (source)`; the token only as its length.
 pub fn describe(cfg: &Config) -> Vec<String> {
     cfg.sources
@@ -326,46 +463,63 @@ struct Resolver<'a> {
     sources: Vec<Origin>,
 }
 
-impl Resolver<'_> {
-    /// The value of `name` parsed by `parse`, or `default` when unset, empty or invalid (the
-    /// invalid case is recorded as an error that names the variable and its source).
-    fn get<T>(
-        &mut self,
-        name: &'static str,
-        parse: impl Fn(&str) -> Result<T, String>,
-        default: T,
-    ) -> T {
-        self.opt(name, parse).unwrap_or(default)
-    }
+/// A variable's value, as its `Kind` makes it.
+enum Value {
+    Text(String),
+    Path(Option<PathBuf>),
+    Count(u32),
+    Seconds(Duration),
+    Bool(bool),
+}
 
-    fn opt<T>(
-        &mut self,
-        name: &'static str,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Option<T> {
+fn parse(kind: Kind, s: &str) -> Result<Value, String> {
+    Ok(match kind {
+        Kind::Url => Value::Text(parse_url(s)?),
+        Kind::Token => Value::Text(parse_token(s)?),
+        Kind::Operator => Value::Text(parse_operator(s)?),
+        Kind::Text => Value::Text(s.to_string()),
+        Kind::Path => Value::Path(Some(PathBuf::from(s))),
+        Kind::Spool => Value::Path((s != "off").then(|| PathBuf::from(s))),
+        Kind::Count { min, max } => Value::Count(parse_count(s, min, max)?),
+        Kind::Seconds { zero_ok } => Value::Seconds(parse_seconds(s, zero_ok)?),
+        Kind::Bool => Value::Bool(parse_bool(s)?),
+    })
+}
+
+impl Resolver<'_> {
+    /// The value of `name`: as set, or its table default when unset, empty or invalid (the
+    /// invalid case is recorded as an error that names the variable and its source). None:
+    /// no value and no default.
+    fn value(&mut self, name: &'static str) -> Option<Value> {
+        let var = VARIABLES.iter().find(|v| v.name == name)?;
+        let default = || {
+            parse(var.kind, var.default)
+                .ok()
+                .filter(|_| !var.default.is_empty())
+        };
         let Some((value, source)) = self.raw.remove(name).filter(|(v, _)| !v.is_empty()) else {
-            let default = VARIABLES
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map_or("", |(_, d)| d);
-            let shown = if default.is_empty() {
+            let shown = if var.default.is_empty() {
                 "(unset)".into()
             } else {
-                default.to_string()
+                var.default.to_string()
             };
             self.sources.push(Origin {
                 name,
                 source: Source::Default,
                 shown,
             });
-            return None;
+            return default();
         };
-        let parsed = parse(&value);
+        let parsed = parse(var.kind, &value);
         // Never echo a token's value, even a malformed one.
-        let shown = if name == "PREFIXD_TOKEN" {
+        let shown = if var.kind == Kind::Token {
             format!("(set, {} chars)", value.trim().len())
         } else {
-            printable(&value)
+            let mut shown = crate::notice::printable(&value, 80);
+            if value.chars().nth(80).is_some() {
+                shown.push('…');
+            }
+            shown
         };
         if let Err(why) = &parsed {
             self.errors
@@ -376,24 +530,44 @@ impl Resolver<'_> {
             source,
             shown,
         });
-        parsed.ok()
+        parsed.ok().or_else(default)
     }
-}
 
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-fn printable(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .take(80)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if s.chars().count() > 80 {
-        out.push('…');
+    fn opt_text(&mut self, name: &'static str) -> Option<String> {
+        match self.value(name) {
+            Some(Value::Text(t)) => Some(t),
+            _ => None,
+        }
     }
-    out
+
+    fn text(&mut self, name: &'static str) -> String {
+        self.opt_text(name).unwrap_or_default()
+    }
+
+    fn path(&mut self, name: &'static str) -> Option<PathBuf> {
+        match self.value(name) {
+            Some(Value::Path(p)) => p,
+            _ => None,
+        }
+    }
+
+    fn count(&mut self, name: &'static str) -> u32 {
+        match self.value(name) {
+            Some(Value::Count(n)) => n,
+            _ => 0,
+        }
+    }
+
+    fn seconds(&mut self, name: &'static str) -> Duration {
+        match self.value(name) {
+            Some(Value::Seconds(d)) => d,
+            _ => Duration::ZERO,
+        }
+    }
+
+    fn flag(&mut self, name: &'static str) -> bool {
+        matches!(self.value(name), Some(Value::Bool(true)))
+    }
 }
 
 pub fn parse_url(s: &str) -> Result<String, String> {
@@ -511,6 +685,36 @@ fn read_token_file(path: &Path) -> Result<(String, u32), String> {
 
 #[cfg(test)]
 mod tests {
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn every_default_in_the_table_parses_as_its_kind() {
+        for v in VARIABLES {
+            if !v.default.is_empty() {
+                assert!(parse(v.kind, v.default).is_ok(), "{}={}", v.name, v.default);
+            }
+            assert!(!v.help.is_empty(), "{}", v.name);
+        }
+        let mut names: Vec<_> = VARIABLES.iter().map(|v| v.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), VARIABLES.len(), "each variable once");
+        // The defaults a bare configuration gets are the table's.
+        let c = load(&Flags::default(), &|_| None).config;
+        assert_eq!(c.api, "http://localhost:8080");
+        assert_eq!(c.timeout, Duration::from_secs(5));
+        assert_eq!(c.unban_max_age, Duration::from_secs(7200));
+        assert_eq!(
+            c.spool.as_deref(),
+            Some(Path::new("/var/spool/prefixd-fastnetmon"))
+        );
+        assert_eq!((c.retries, c.unban_query_retries, c.debug), (3, 5, false));
+        assert_eq!((c.metrics, c.ca_file, c.token), (None, None, None));
+    }
+
     use super::*;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

@@ -28,11 +28,11 @@ fn main() -> ExitCode {
     };
     match cli.mode {
         cli::Mode::Help => {
-            print!("{}", help());
+            print!("{}", cli::help());
             return ExitCode::SUCCESS;
         }
         cli::Mode::Version => {
-            println!("{}", version());
+            println!("{}", cli::version());
             return ExitCode::SUCCESS;
         }
         _ => {}
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
         ),
         cli::Mode::Flush => flush(&loaded, &log, deadline),
         cli::Mode::Check => {
-            println!("{}", version());
+            println!("{}", cli::version());
             prefixd_fastnetmon::check::run(&loaded, deadline, &log)
         }
         cli::Mode::Status => status(&loaded, cli.flags.verbose),
@@ -381,41 +381,4 @@ fn start_watchdog(cfg: &config::Config, subject: String, pending: Arc<outbox::Pe
         });
         std::process::exit(i32::from(e.exit_code()));
     });
-}
-
-fn version() -> String {
-    format!(
-        "prefixd-fastnetmon {} ({}, commit {})",
-        env!("CARGO_PKG_VERSION"),
-        env!("PFN_TARGET"),
-        env!("PFN_COMMIT")
-    )
-}
-
-fn help() -> String {
-    let mut h = format!(
-        "{}\n\n{}\n\nVariables (env file {}, overridden by the environment):\n",
-        version(),
-        cli::USAGE,
-        config::DEFAULT_ENV_FILE
-    );
-    for (name, default) in config::VARIABLES {
-        let default = if default.is_empty() { "-" } else { default };
-        h.push_str(&format!("  {name:<27} {default}\n"));
-    }
-    h.push_str(
-        "
-DIRECTION defaults to incoming, PPS to 0, ACTION to ban (ban | unban | attack_details).
-Options: -v/--verbose debug lines in the log; --env-file PATH instead of /etc/default/prefixd
-(or PREFIXD_ENV_FILE); --dry-run prints the request(s) and sends nothing; --flush delivers
-what the spool holds; --status lists it, oldest first, with each notice's attempts and last
-error (exit 75 while anything waits; -v adds the file names).
-
-Exit codes: 0 done | 64 bad arguments | 65 refused by prefixd (400/413/422) | 70 internal
-error | 73 not delivered and could not be kept (the log line holds the notice) | 75 not
-delivered, kept in the spool | 77 token refused (401/403), kept | 78 configuration error
-(404/405/415 from PREFIXD_API included), kept when the spool is usable
-",
-    );
-    h
 }

@@ -80,14 +80,14 @@ pub fn from_args(args: &crate::cli::Args) -> Result<(Notice, Vec<String>), Strin
     let victim_ip: IpAddr = args.ip.parse().map_err(|_| {
         format!(
             "IP {:?} is not a bare IPv4 or IPv6 address",
-            printable(&args.ip)
+            printable(&args.ip, 64)
         )
     })?;
     let given = args.action.as_deref().unwrap_or("ban");
     let action = Action::parse(given).ok_or_else(|| {
         format!(
             "unknown ACTION {:?} (expected ban, unban or attack_details)",
-            printable(given)
+            printable(given, 64)
         )
     })?;
     let direction = args.direction.clone().unwrap_or_else(|| "incoming".into());
@@ -97,10 +97,10 @@ pub fn from_args(args: &crate::cli::Args) -> Result<(Notice, Vec<String>), Strin
     ) {
         warnings.push(format!(
             "unexpected DIRECTION {:?}; sent as given",
-            printable(&direction)
+            printable(&direction, 64)
         ));
     }
-    let direction = printable(&direction);
+    let direction = printable(&direction, 64);
     let pps = match args.pps.as_deref() {
         None => Some(0),
         Some(p) => match p.parse::<u64>().ok().and_then(|n| i64::try_from(n).ok()) {
@@ -108,7 +108,7 @@ pub fn from_args(args: &crate::cli::Args) -> Result<(Notice, Vec<String>), Strin
             None => {
                 warnings.push(format!(
                     "PPS {:?} is not a non-negative integer; sent as null",
-                    printable(p)
+                    printable(p, 64)
                 ));
                 None
             }
@@ -125,10 +125,11 @@ pub fn from_args(args: &crate::cli::Args) -> Result<(Notice, Vec<String>), Strin
     ))
 }
 
-/// At most 64 characters, control characters replaced: it goes into logs and prefixd's reason.
-fn printable(s: &str) -> String {
+/// At most `max` characters, control characters replaced: for logs, messages and prefixd's
+/// reason.
+pub fn printable(s: &str, max: usize) -> String {
     s.chars()
-        .take(64)
+        .take(max)
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
 }

@@ -487,3 +487,23 @@ fn make_deb_builds_a_package_with_conffiles_and_postinst() {
         "{postinst}"
     );
 }
+
+#[test]
+fn help_lists_every_variable_with_its_default() {
+    let r = common::command(&["--help"]).output().unwrap();
+    assert_eq!(r.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&r.stdout);
+    for v in prefixd_fastnetmon::config::VARIABLES {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{} ", v.name)))
+            .unwrap_or_else(|| panic!("{} not in --help:\n{text}", v.name));
+        let default = if v.default.is_empty() { "-" } else { v.default };
+        assert!(line.contains(&format!(" {default} ")), "{line}");
+        assert!(line.ends_with(v.help), "{line}");
+    }
+    assert!(
+        text.contains("73 not delivered and could not be kept"),
+        "{text}"
+    );
+}
