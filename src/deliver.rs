@@ -377,3 +377,51 @@ fn still_active(client: &Client, log: &Log, id: &str) -> Result<bool, Error> {
         _ => Err(client.refusal(&what, &reply)),
     }
 }
+
+/// `--dry-run`: what a real run would send (request lines, headers, indented JSON, and which
+/// rule chose the vector); nothing is sent.
+pub fn dry_run(cfg: &Config, n: &Notice, entry: &Entry) -> Result<String, Error> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let auth = if cfg.token.is_some() {
+        "Authorization: Bearer <redacted>\n"
+    } else {
+        ""
+    };
+    if n.action == crate::notice::Action::Ban {
+        let choice = choose_vector(&cfg.rules, n, entry);
+        let _ = match &choice.rule {
+            Some(rule) => writeln!(
+                out,
+                "# vector {} from rule {rule} (built-in detection says {})",
+                choice.vector, choice.builtin
+            ),
+            None => writeln!(
+                out,
+                "# vector {} from built-in detection (no custom rule matched)",
+                choice.vector
+            ),
+        };
+        let body = miniserde::json::to_string(&ban_event(n, entry, false, &choice)?);
+        let _ = writeln!(
+            out,
+            "POST {}/v1/events\n{auth}Content-Type: application/json\n\n{}",
+            cfg.api,
+            crate::pretty::json(&body)
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "GET {}{}\n{auth}",
+            cfg.api,
+            lookup_path(&entry.victim_ip)
+        );
+        let _ = writeln!(
+            out,
+            "then, for each mitigation_id listed:\nPOST {}/v1/mitigations/{{mitigation_id}}/withdraw\n{auth}Content-Type: application/json\n\n{}",
+            cfg.api,
+            crate::pretty::json(&withdraw_body(cfg, n))
+        );
+    }
+    Ok(out)
+}

@@ -11,6 +11,7 @@ pub mod envfile;
 pub mod error;
 pub mod log;
 pub mod metrics;
+pub mod modes;
 pub mod notice;
 pub mod outbox;
 pub mod pretty;

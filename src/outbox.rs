@@ -458,3 +458,31 @@ pub fn flush_in_background(spool: &Spool, flags: &crate::config::Flags, log: &Lo
         Err(e) => log.debug(&format!("no background flush: {e}")),
     }
 }
+
+/// FastNetMon waits for us with no timeout of its own: whatever happens, this process ends by
+/// the deadline (plus a moment for a request that is timing out to say so itself), keeping
+/// the notice in the spool if it was still on its way.
+pub fn start_watchdog(cfg: &Config, subject: String, pending: Arc<Pending>) {
+    let (deadline, log_spec, token, spool) = (
+        cfg.deadline,
+        cfg.log.clone(),
+        cfg.token.clone(),
+        cfg.spool.clone(),
+    );
+    // A small stack: it only sleeps, logs and keeps; a carpet runs a thousand of us at once.
+    let watchdog = std::thread::Builder::new().stack_size(64 * 1024);
+    let _ = watchdog.spawn(move || {
+        std::thread::sleep(deadline + Duration::from_millis(500));
+        let log = Log::open(&log_spec, false, token).about(subject);
+        let e = Error::NotDelivered(format!(
+            "PREFIXD_DEADLINE of {:.1}s reached; stopped",
+            deadline.as_secs_f64()
+        ));
+        log.error(&e.to_string());
+        let e = pending.with(|slot| match slot.take() {
+            Some(entry) => keep(&log, &open_spool(spool.as_deref()), &entry, e),
+            None => e,
+        });
+        std::process::exit(i32::from(e.exit_code()));
+    });
+}

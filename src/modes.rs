@@ -1,0 +1,248 @@
+//! What each mode does with a loaded configuration: FastNetMon's call (and `--dry-run`),
+//! `--flush`, `--status`, and the metrics after a run. `main` picks one and maps its outcome
+//! to the exit code.
+
+use crate::error::Error;
+use crate::spool::{Entry, Spool};
+use crate::{api, cli, config, deliver, log, notice, outbox};
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What every mode works with.
+#[derive(Clone, Copy)]
+pub struct Run<'a> {
+    pub flags: &'a config::Flags,
+    pub loaded: &'a config::Loaded,
+    pub log: &'a log::Log,
+    pub deadline: Instant,
+}
+
+/// FastNetMon's call (or `--dry-run`): read the details, validate the notice, then deliver it
+/// or keep it.
+pub fn notify(
+    run: &Run,
+    args: &cli::Args,
+    received: SystemTime,
+    dry_run: bool,
+    pending: &outbox::Pending,
+) -> Result<(), Error> {
+    let Run {
+        flags,
+        loaded,
+        log,
+        deadline,
+    } = *run;
+    let cfg = &loaded.config;
+    // FastNetMon writes the details into our stdin on ban (and attack_details) and fails if we
+    // do not read them; it gives no stdin on unban, where a read could block for ever.
+    let reads_stdin = matches!(
+        args.action.as_deref(),
+        None | Some("ban" | "attack_details")
+    );
+    let (details, stalled) = if reads_stdin {
+        let stdin = std::io::stdin();
+        let tty = stdin.is_terminal();
+        // A broken stdin costs the details, never the ban.
+        notice::read_details_until(stdin, tty, deadline).unwrap_or_else(|e| {
+            log.warn(&format!(
+                "reading details from stdin: {e}; sending without them"
+            ));
+            Default::default()
+        })
+    } else {
+        Default::default()
+    };
+    let (n, warnings) = notice::from_args(args)
+        .map_err(Error::Usage)
+        .inspect_err(|e| log.error(&format!("{e}; nothing sent")))?;
+    for w in warnings {
+        log.warn(&w);
+    }
+    if n.action == notice::Action::AttackDetails {
+        log.info(&format!(
+            "attack_details {} {} pps={}: logged only, nothing sent",
+            n.victim_ip,
+            n.direction,
+            args.pps.as_deref().unwrap_or("0")
+        ));
+        return Ok(());
+    }
+    let entry = Arc::new(Entry {
+        victim_ip: n.victim_ip.to_string(),
+        direction: n.direction.clone(),
+        pps: args.pps.clone(),
+        action: n.action,
+        details: details.text,
+        truncated: details.truncated,
+        received_ms: received
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64,
+        attempts: None,
+        last_error: None,
+    });
+    if dry_run {
+        print!("{}", deliver::dry_run(cfg, &n, &entry)?);
+        return Ok(());
+    }
+
+    let spool = outbox::open_spool(cfg.spool.as_deref());
+    if let Err(why) = &spool {
+        log.debug(why);
+    }
+    if stalled {
+        let e = Error::NotDelivered(format!(
+            "stdin was still open at PREFIXD_DEADLINE ({:.1}s); kept with the {} bytes of details read",
+            cfg.deadline.as_secs_f64(),
+            entry.details.len()
+        ));
+        return Err(outbox::keep(log, &spool, &entry, e));
+    }
+    let client =
+        match config_errors(loaded, log).map_or_else(|| api::Client::new(cfg, deadline), Err) {
+            Ok(c) => c,
+            Err(e) => {
+                log.error(&format!(
+                    "{} {} not sent: {e}",
+                    entry.action, entry.victim_ip
+                ));
+                return Err(outbox::keep(log, &spool, &entry, e));
+            }
+        };
+    let ctx = outbox::Ctx {
+        cfg,
+        log,
+        client: &client,
+        deadline,
+    };
+    let result = outbox::handle(&ctx, &spool, &entry, pending);
+    // prefixd answers: a good moment for what the spool holds, without keeping FastNetMon.
+    if let (Ok(()), Ok(spool)) = (&result, &spool) {
+        outbox::flush_in_background(spool, flags, log);
+    }
+    result
+}
+
+/// Logs every configuration error; the first one is the run's error (exit 78).
+fn config_errors(loaded: &config::Loaded, log: &log::Log) -> Option<Error> {
+    for e in &loaded.errors {
+        log.error(&format!("configuration error: {e}"));
+    }
+    loaded.errors.first().map(|e| Error::Config(e.clone()))
+}
+
+/// `--flush`: deliver what the spool holds.
+pub fn flush(run: &Run) -> Result<(), Error> {
+    let Run {
+        loaded,
+        log,
+        deadline,
+        ..
+    } = *run;
+    let cfg = &loaded.config;
+    if let Some(e) = config_errors(loaded, log) {
+        return Err(e);
+    }
+    let Some(dir) = &cfg.spool else {
+        log.info("flush: PREFIXD_SPOOL=off, nothing to deliver");
+        return Ok(());
+    };
+    let spool = Spool::open(dir)
+        .map_err(|e| Error::Config(format!("PREFIXD_SPOOL {}: {e}", dir.display())))?;
+    let client = api::Client::new(cfg, deadline)?;
+    let ctx = outbox::Ctx {
+        cfg,
+        log,
+        client: &client,
+        deadline,
+    };
+    let report = outbox::flush(&ctx, &spool, true)?;
+    if report.busy {
+        log.info("flush: another run is delivering the spool until its deadline");
+        return Ok(());
+    }
+    let mut line = format!(
+        "flush: {} delivered or dropped as stale, {} refused, {} left",
+        report.delivered + report.stale,
+        report.refused,
+        report.left
+    );
+    if report.skipped > 0 {
+        line.push_str(&format!(
+            ", {} being delivered by runs for their victims",
+            report.skipped
+        ));
+    }
+    log.info(&line);
+    report.stopped.map_or(Ok(()), Err)
+}
+
+/// What the spool holds (read-only). Exit 75 while something waits, so a cron job or a
+/// monitoring check can alert on it.
+pub fn status(loaded: &config::Loaded, verbose: bool) -> Result<(), Error> {
+    if let Some(e) = loaded.errors.first() {
+        return Err(Error::Config(e.clone()));
+    }
+    let (text, waiting) = crate::status::report(&loaded.config, verbose);
+    print!("{text}");
+    if waiting {
+        return Err(Error::NotDelivered("notices wait in the spool".into()));
+    }
+    Ok(())
+}
+
+/// The running totals and the node_exporter file (PREFIXD_METRICS); a failure is a warning.
+pub fn publish_metrics(cfg: &config::Config, log: &log::Log, deadline: Instant) {
+    let Some(path) = &cfg.metrics else {
+        return;
+    };
+    let spool = cfg.spool.as_deref().and_then(|d| Spool::open(d).ok());
+    // Some time even for a run that used its deadline; the watchdog still ends it by then.
+    let until = deadline.max(Instant::now() + Duration::from_millis(200));
+    if let Err(e) = crate::metrics::publish(path, cfg.spool.as_deref(), spool.as_ref(), until) {
+        log.warn(&format!("metrics not written: {e}"));
+    }
+}
+
+/// `ban 203.0.113.10`: what every log line of a notify run names.
+pub fn subject(args: &cli::Args) -> String {
+    match notice::from_args(args) {
+        Ok((n, _)) => format!("{} {}", n.action.as_str(), n.victim_ip),
+        Err(_) => format!(
+            "{} {}",
+            args.action.as_deref().unwrap_or("ban"),
+            args.ip.escape_debug()
+        ),
+    }
+}
+
+/// How FastNetMon started us (debug): the parent, what stdin is, and the descriptors it left
+/// open for us — they differ between FastNetMon generations.
+pub fn how_called(our_log: &str) -> String {
+    let link = |p: &str| {
+        std::fs::read_link(p).map_or_else(|e| format!("({e})"), |t| t.display().to_string())
+    };
+    let mine = std::fs::canonicalize(our_log).unwrap_or_default();
+    let parent = std::os::unix::process::parent_id();
+    let comm = std::fs::read_to_string(format!("/proc/{parent}/comm")).unwrap_or_default();
+    let mut inherited: Vec<u32> = std::fs::read_dir("/proc/self/fd")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .filter(|fd| *fd > 2)
+                // Not ours: the log file, this directory listing (gone once read).
+                .filter(|fd| {
+                    let t = std::fs::read_link(format!("/proc/self/fd/{fd}"));
+                    t.is_ok_and(|t| t != mine && !t.starts_with("/proc/"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    inherited.sort_unstable();
+    format!(
+        "called by {} (pid {parent}); stdin {}; inherited descriptors {:?}",
+        comm.trim(),
+        link("/proc/self/fd/0"),
+        inherited
+    )
+}
