@@ -18,6 +18,7 @@ deps:
 	@rustup target list --installed | grep -qx '$(TARGET)' || rustup target add $(TARGET)
 	@command -v musl-gcc >/dev/null || { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq musl-tools) >/dev/null; }
 	@command -v file >/dev/null || { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq file) >/dev/null; }
+	@command -v script >/dev/null || { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bsdutils) >/dev/null; }
 
 static: deps
 	$(CARGO) build --release --locked --target $(TARGET)

@@ -10,7 +10,6 @@ use common::{Sandbox, s};
 use miniserde::json::Value;
 use prefixd_fastnetmon::spool::Spool;
 use std::io::Write;
-use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const UDP: &[u8] = b"Attack type: udp_flood\nAttack protocol: udp\n";
@@ -21,6 +20,19 @@ fn dead_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// An active mitigation of `ip` whose every withdrawal answers 500 (a router that will not
+/// take it, GoBGP down in enforced mode).
+fn stuck_withdraw(srv: &Server, ip: &str, body: &str) {
+    let id = srv.add_mitigation(ip, "udp_flood", "active");
+    srv.always(
+        &format!("POST /v1/mitigations/{id}/withdraw"),
+        Behavior::Reply {
+            status: 500,
+            body: body.into(),
+        },
+    );
 }
 
 /// The spooled notices of `ip`, as stored (oldest first).
@@ -44,15 +56,7 @@ fn unix_text(offset_secs: i64) -> String {
 #[test]
 fn a_stuck_unban_holds_back_no_other_victim() {
     let srv = Server::start();
-    let stuck = srv.add_mitigation("203.0.113.10", "udp_flood", "active");
-    // A router that will not take the withdrawal: every withdraw of it answers 500.
-    srv.always(
-        &format!("POST /v1/mitigations/{stuck}/withdraw"),
-        Behavior::Reply {
-            status: 500,
-            body: String::new(),
-        },
-    );
+    stuck_withdraw(&srv, "203.0.113.10", "");
     let mut sb = Sandbox::new(&srv.url);
     sb.set("PREFIXD_RETRIES", "1");
     let r = sb.run(&["203.0.113.10", "incoming", "0", "unban"], None);
@@ -92,14 +96,7 @@ fn a_stuck_unban_holds_back_no_other_victim() {
 #[test]
 fn a_flush_goes_past_what_it_cannot_deliver_and_kept_unbans_age_out() {
     let srv = Server::start();
-    let stuck = srv.add_mitigation("203.0.113.10", "udp_flood", "active");
-    srv.always(
-        &format!("POST /v1/mitigations/{stuck}/withdraw"),
-        Behavior::Reply {
-            status: 500,
-            body: r#"{"error":"BGP withdraw failed"}"#.into(),
-        },
-    );
+    stuck_withdraw(&srv, "203.0.113.10", r#"{"error":"BGP withdraw failed"}"#);
     let mut sb = Sandbox::new(&srv.url);
     sb.set("PREFIXD_RETRIES", "1");
     assert_eq!(
@@ -205,18 +202,8 @@ fn a_stdin_still_open_at_the_deadline_keeps_the_ban_with_what_was_read() {
     let srv = Server::start();
     let mut sb = Sandbox::new(&srv.url);
     sb.set("PREFIXD_DEADLINE", "1");
-    let mut c = common::command(&["198.51.100.9", "incoming", "5000", "ban"]);
-    c.env_clear().env("PATH", "/usr/bin:/bin");
-    for (k, v) in &sb.env {
-        c.env(k, v);
-    }
     let started = Instant::now();
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = sb.spawn_open(&["198.51.100.9", "incoming", "5000", "ban"]);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"Attack type: udp_flood\n").unwrap();
     // Held open past the deadline; the wait below is bounded.
@@ -406,21 +393,7 @@ fn unrelated_victims_are_delivered_side_by_side_and_leave_no_lock_files() {
         .collect();
     let children: Vec<_> = ips
         .iter()
-        .map(|ip| {
-            let mut c = common::command(&[ip, "incoming", "1000", "ban"]);
-            c.env_clear().env("PATH", "/usr/bin:/bin");
-            for (k, v) in &sb.env {
-                c.env(k, v);
-            }
-            let mut child = c
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let _ = child.stdin.take().unwrap().write_all(UDP);
-            child
-        })
+        .map(|ip| sb.spawn(&[ip, "incoming", "1000", "ban"], UDP))
         .collect();
     for c in children {
         assert_eq!(

@@ -7,7 +7,6 @@ use common::server::{Options, Server};
 use common::{Sandbox, s};
 use miniserde::json::Value;
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// A loopback port with nothing listening (bound, noted, closed).
@@ -265,25 +264,6 @@ fn spooled_bans_older_than_max_age_are_dropped_with_a_log_line() {
     assert_eq!(srv.requests()[0].method, "GET");
 }
 
-/// Spawns the binary without waiting (for concurrent runs).
-fn spawn(sb: &Sandbox, args: &[&str], stdin: &[u8]) -> std::process::Child {
-    let mut c = common::command(args);
-    c.env_clear().env("PATH", "/usr/bin:/bin");
-    for (k, v) in &sb.env {
-        c.env(k, v);
-    }
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    use std::io::Write;
-    let mut pipe = child.stdin.take().unwrap();
-    let _ = pipe.write_all(stdin);
-    child
-}
-
 #[test]
 fn storm_of_200_concurrent_bans_against_a_slow_prefixd() {
     let srv = Server::with(Options {
@@ -297,13 +277,7 @@ fn storm_of_200_concurrent_bans_against_a_slow_prefixd() {
     let started = Instant::now();
     let children: Vec<_> = ips
         .iter()
-        .map(|ip| {
-            spawn(
-                &sb,
-                &[ip, "incoming", "1000", "ban"],
-                ban_text(ip).as_bytes(),
-            )
-        })
+        .map(|ip| sb.spawn(&[ip, "incoming", "1000", "ban"], ban_text(ip).as_bytes()))
         .collect();
     let codes: Vec<i32> = children
         .into_iter()
@@ -355,7 +329,7 @@ fn kill_9_in_the_middle_of_a_flush_loses_nothing() {
             ..Default::default()
         },
     );
-    let mut flusher = spawn(&sb, &["--flush"], b"");
+    let mut flusher = sb.spawn(&["--flush"], b"");
     // Kill it once a few notices went through (bounded wait).
     let until = Instant::now() + Duration::from_secs(10);
     while srv.requests().len() < 5 && Instant::now() < until {
@@ -392,7 +366,7 @@ fn concurrent_flushes_never_deliver_one_notice_twice() {
             ..Default::default()
         },
     );
-    let flushers: Vec<_> = (0..4).map(|_| spawn(&sb, &["--flush"], b"")).collect();
+    let flushers: Vec<_> = (0..4).map(|_| sb.spawn(&["--flush"], b"")).collect();
     for f in flushers {
         assert_eq!(f.wait_with_output().unwrap().status.code(), Some(0));
     }

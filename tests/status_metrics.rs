@@ -6,8 +6,6 @@ mod common;
 
 use common::Sandbox;
 use common::server::{Behavior, Server};
-use std::io::Write;
-use std::process::Stdio;
 
 const UDP: &[u8] = b"Attack type: udp_flood\nAttack protocol: udp\n";
 
@@ -199,19 +197,7 @@ fn two_hundred_concurrent_bans_count_exactly_two_hundred() {
     let children: Vec<_> = (0..200)
         .map(|i| {
             let ip = format!("198.18.{}.{}", 10 + i / 100, i % 100 + 1);
-            let mut c = common::command(&[&ip, "incoming", "1000", "ban"]);
-            c.env_clear().env("PATH", "/usr/bin:/bin");
-            for (k, v) in &sb.env {
-                c.env(k, v);
-            }
-            let mut child = c
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let _ = child.stdin.take().unwrap().write_all(UDP);
-            child
+            sb.spawn(&[&ip, "incoming", "1000", "ban"], UDP)
         })
         .collect();
     for c in children {

@@ -130,6 +130,24 @@ impl Sandbox {
         finish(child, started)
     }
 
+    /// Starts the binary without waiting for it (for concurrent runs), stdout and stderr
+    /// discarded, `stdin` written and the pipe closed.
+    pub fn spawn(&self, args: &[&str], stdin: &[u8]) -> std::process::Child {
+        let mut child = self.spawn_open(args);
+        let _ = child.stdin.take().unwrap().write_all(stdin);
+        child
+    }
+
+    /// The same, with the stdin pipe left to the caller (dropping it closes it).
+    pub fn spawn_open(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn binary")
+    }
+
     /// Runs with a stdin pipe that is never written nor closed, as a terminal-less FastNetMon
     /// unban may leave it; the run must not wait for it.
     pub fn run_with_open_stdin(&self, args: &[&str]) -> Run {

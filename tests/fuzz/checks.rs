@@ -1,35 +1,86 @@
-//! What every fuzz input must satisfy: no panic, no unbounded work, and the invariants below.
-//! Shared by the cargo-fuzz targets (fuzz_targets/) and by tests/fuzz_inputs.rs, which replays
-//! the seeds and every input a fuzzer ever found on each `cargo test`.
+//! What every fuzz input must satisfy: no panic, no unbounded work, and the properties below,
+//! each of which a wrong parser or printer would break. Shared by the cargo-fuzz targets
+//! (fuzz_targets/) and by tests/fuzz_inputs.rs, which replays the seeds and every input a
+//! fuzzer ever found on each `cargo test`.
 
+use miniserde::json::{self, Value};
 use prefixd_fastnetmon::api::{EventReply, MitigationList, Reply};
-use prefixd_fastnetmon::{details, envfile, pretty, spool::Entry};
+use prefixd_fastnetmon::notice::{self, Action};
+use prefixd_fastnetmon::{deliver, details, envfile, pretty, spool::Entry};
 
-/// The env-file parser: every assignment names a valid variable.
+/// The env-file parser: a parsed value written back as a double-quoted assignment (escaping
+/// what the format escapes) parses to the same key and value.
 pub fn envfile(data: &[u8]) {
     for line in envfile::parse(&String::from_utf8_lossy(data)) {
-        if let envfile::Line::Assign { key, .. } = line {
-            assert!(!key.is_empty() && !key.starts_with(|c: char| c.is_ascii_digit()));
+        let envfile::Line::Assign { key, value, .. } = line else {
+            continue;
+        };
+        let quoted: String = value
+            .chars()
+            .flat_map(|c| match c {
+                '"' | '\\' | '$' | '`' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        let again = envfile::parse(&format!("{key}=\"{quoted}\"\n"));
+        match again.as_slice() {
+            [
+                envfile::Line::Assign {
+                    key: k, value: v, ..
+                },
+            ] => {
+                assert_eq!((k, v), (&key, &value), "{quoted:?}");
+            }
+            other => panic!("{key}={value:?} written back as {quoted:?} parses as {other:?}"),
         }
     }
 }
 
-/// FastNetMon's details text: the vector is always one prefixd accepts.
+/// FastNetMon's details text: the ban event built from it is JSON whose `raw` is the text and
+/// whose vector is the one chosen; bps is a whole number of Mbit/s.
 pub fn details(data: &[u8]) {
-    let d = details::parse(&String::from_utf8_lossy(data));
-    for dir in ["incoming", "outgoing", "other"] {
-        for victim in ["192.0.2.10", "2001:db8::10"] {
-            let v = details::vector(&d, victim.parse().unwrap(), dir);
-            assert!(matches!(
-                v,
-                "udp_flood" | "syn_flood" | "ack_flood" | "icmp_flood" | "unknown"
-            ));
+    let text = String::from_utf8_lossy(data).into_owned();
+    let d = details::parse(&text);
+    for direction in ["incoming", "outgoing", "other"] {
+        if let Some(bps) = details::bps(&d, direction) {
+            assert!(bps >= 0 && bps % 1_000_000 == 0, "{bps}");
         }
-        let _ = details::bps(&d, dir);
     }
+    let args = prefixd_fastnetmon::cli::Args {
+        ip: "2001:db8::10".into(),
+        direction: Some("incoming".into()),
+        pps: Some("1000".into()),
+        action: Some("ban".into()),
+    };
+    let (n, _) = notice::from_args(&args).unwrap();
+    let entry = Entry {
+        victim_ip: n.victim_ip.to_string(),
+        direction: n.direction.clone(),
+        pps: args.pps.clone(),
+        action: Action::Ban,
+        details: text.clone(),
+        truncated: false,
+        received_ms: 1_795_830_000_000,
+        attempts: None,
+        last_error: None,
+    };
+    let choice = deliver::choose_vector(&[], &n, &entry);
+    assert_eq!(choice.vector, choice.builtin);
+    let event = deliver::ban_event(&n, &entry, false, &choice).unwrap();
+    let sent = json::to_string(&event);
+    let Ok(Value::Object(body)) = json::from_str::<Value>(&sent) else {
+        panic!("not JSON: {sent}");
+    };
+    assert!(matches!(body.get("vector"), Some(Value::String(v)) if *v == choice.vector));
+    let Some(Value::Object(raw)) = body.get("raw_details") else {
+        panic!("no raw_details: {sent}");
+    };
+    assert!(matches!(raw.get("raw"), Some(Value::String(r)) if *r == text));
 }
 
-/// prefixd's replies, our spool files, the dry-run pretty-printer.
+/// prefixd's replies, our spool files, the dry-run pretty-printer: a reply's snippet stays one
+/// bounded piece of text; a spool file that parses writes back to the same notice; pretty
+/// JSON is the same JSON.
 pub fn replies(data: &[u8]) {
     let reply = Reply {
         status: 200,
@@ -37,9 +88,17 @@ pub fn replies(data: &[u8]) {
     };
     let _ = reply.json::<EventReply>("POST /v1/events");
     let _ = reply.json::<MitigationList>("GET /v1/mitigations");
-    assert!(!reply.snippet().is_empty());
-    if let Ok(s) = std::str::from_utf8(data) {
-        let _ = miniserde::json::from_str::<Entry>(s);
-        let _ = pretty::json(s);
+    assert!(reply.snippet().chars().count() <= 301);
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(entry) = json::from_str::<Entry>(s) {
+        let again: Entry = json::from_str(&json::to_string(&entry)).unwrap();
+        assert_eq!(again, entry);
+    }
+    let pretty = pretty::json(s);
+    if let Ok(v) = json::from_str::<Value>(s) {
+        let back = json::from_str::<Value>(&pretty).unwrap_or_else(|_| panic!("{pretty}"));
+        assert_eq!(json::to_string(&back), json::to_string(&v));
     }
 }
