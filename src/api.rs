@@ -92,6 +92,8 @@ impl Reply {
 pub struct Client {
     agent: ureq::Agent,
     base: String,
+    /// For TLS errors in words: which roots were trusted.
+    ca_file: Option<std::path::PathBuf>,
     auth: Option<String>,
     connect_timeout: Duration,
     timeout: Duration,
@@ -101,15 +103,25 @@ pub struct Client {
 
 impl Client {
     pub fn new(cfg: &Config, deadline: Instant) -> Result<Client, Error> {
-        use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
-        let roots = match &cfg.ca_file {
-            None => RootCerts::WebPki,
-            Some(path) => RootCerts::from(load_ca_file(path).map_err(Error::Config)?),
+        use ureq::tls::{TlsConfig, TlsProvider};
+        // With PREFIXD_CA_FILE our own TLS connector verifies (src/tls.rs); without it, ureq's
+        // with the bundled Mozilla roots.
+        let ca = match &cfg.ca_file {
+            None => None,
+            Some(path) => {
+                let certs: Vec<rustls::pki_types::CertificateDer<'static>> = load_ca_file(path)
+                    .map_err(Error::Config)?
+                    .iter()
+                    .map(|c| c.der().to_vec().into())
+                    .collect();
+                let what = format!("PREFIXD_CA_FILE {}", path.display());
+                Some(
+                    crate::tls::config(&certs)
+                        .map_err(|e| Error::Config(format!("{what}: {e}")))?,
+                )
+            }
         };
-        let tls = TlsConfig::builder()
-            .provider(TlsProvider::Rustls)
-            .root_certs(roots)
-            .build();
+        let tls = TlsConfig::builder().provider(TlsProvider::Rustls).build();
         let config = ureq::Agent::config_builder()
             .tls_config(tls)
             .http_status_as_error(false)
@@ -125,14 +137,23 @@ impl Client {
             .output_buffer_size(4 * 1024)
             .max_response_header_size(16 * 1024)
             .build();
-        let agent = ureq::Agent::with_parts(
-            config,
-            ureq::unversioned::transport::DefaultConnector::new(),
-            LiteralFirst(ureq::unversioned::resolver::DefaultResolver::default()),
-        );
+        let resolver = LiteralFirst(ureq::unversioned::resolver::DefaultResolver::default());
+        let agent = match ca {
+            None => ureq::Agent::with_parts(
+                config,
+                ureq::unversioned::transport::DefaultConnector::new(),
+                resolver,
+            ),
+            Some(tls) => {
+                use ureq::unversioned::transport::{Connector, TcpConnector};
+                let connector = TcpConnector::default().chain(crate::tls::CaFileConnector(tls));
+                ureq::Agent::with_parts(config, connector, resolver)
+            }
+        };
         Ok(Client {
             agent,
             base: cfg.api.clone(),
+            ca_file: cfg.ca_file.clone(),
             auth: cfg.token.as_ref().map(|t| format!("Bearer {t}")),
             connect_timeout: cfg.connect_timeout,
             timeout: cfg.timeout,
@@ -198,12 +219,12 @@ impl Client {
             .timeout_global(Some(budget))
             .timeout_connect(Some(self.connect_timeout.min(budget)))
             .build();
-        let mut resp = self.agent.run(req).map_err(describe)?;
+        let mut resp = self.agent.run(req).map_err(|e| self.describe(e))?;
         let status = resp.status().as_u16();
         // The status is prefixd's answer; a body cut short or too large does not undo it.
         let body = match resp.body_mut().with_config().limit(MAX_BODY).read_to_vec() {
             Ok(b) => b,
-            Err(e) => format!("(body not read: {})", describe(e)).into_bytes(),
+            Err(e) => format!("(body not read: {})", self.describe(e)).into_bytes(),
         };
         Ok(Reply { status, body })
     }
@@ -323,20 +344,87 @@ fn refusal(what: &str, reply: &Reply, api: &str) -> Error {
     }
 }
 
-fn describe(e: ureq::Error) -> String {
-    match e {
-        ureq::Error::Timeout(t) => format!("timed out ({t})"),
-        ureq::Error::HostNotFound => "host not found (DNS)".into(),
-        ureq::Error::Io(io) => match io.kind() {
-            std::io::ErrorKind::ConnectionRefused => {
-                "connection refused (is prefixd running?)".into()
+impl Client {
+    /// A failed exchange in words an operator can act on.
+    fn describe(&self, e: ureq::Error) -> String {
+        if let Some(tls) = rustls_error(&e) {
+            return format!("TLS handshake failed: {}", self.tls_words(tls));
+        }
+        match e {
+            ureq::Error::Timeout(t) => format!("not reachable: timed out ({t})"),
+            ureq::Error::HostNotFound => "not reachable: host not found (DNS)".into(),
+            ureq::Error::Io(io) => match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    "not reachable: connection refused (is prefixd running?)".into()
+                }
+                _ => format!("network error: {io}"),
+            },
+            ureq::Error::BodyExceedsLimit(n) => format!("reply larger than {n} bytes"),
+            other => other.to_string(),
+        }
+    }
+
+    fn tls_words(&self, e: &rustls::Error) -> String {
+        use rustls::CertificateError as C;
+        let host = self
+            .base
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_string()))
+            .unwrap_or_default();
+        let date = |t: &rustls::pki_types::UnixTime| crate::time::rfc3339_from_unix(t.as_secs());
+        let roots = match &self.ca_file {
+            Some(p) => format!("any CA in PREFIXD_CA_FILE ({})", p.display()),
+            None => "any of the bundled Mozilla roots (set PREFIXD_CA_FILE to your CA)".into(),
+        };
+        match e {
+            rustls::Error::InvalidCertificate(c) => match c {
+                C::UnknownIssuer => format!("prefixd's certificate is not signed by {roots}"),
+                C::NotValidForNameContext { presented, .. } => {
+                    // rustls gives them as `DnsName("…")`, `IpAddress(…)`: the names alone.
+                    let names: Vec<&str> = presented
+                        .iter()
+                        .map(|p| match p.split_once('(') {
+                            Some((_, inner)) => inner.trim_end_matches(')').trim_matches('"'),
+                            None => p.as_str(),
+                        })
+                        .collect();
+                    format!(
+                        "prefixd's certificate is for {}, not {host}",
+                        names.join(", ")
+                    )
+                }
+                C::NotValidForName => format!("prefixd's certificate is not for {host}"),
+                C::ExpiredContext { not_after, .. } => {
+                    format!("prefixd's certificate expired on {}", date(not_after))
+                }
+                C::Expired => "prefixd's certificate has expired".into(),
+                C::NotValidYetContext { not_before, .. } => format!(
+                    "prefixd's certificate is not valid before {}",
+                    date(not_before)
+                ),
+                C::NotValidYet => "prefixd's certificate is not valid yet".into(),
+                // A self-signed CA:TRUE certificate (OpenSSL 3's default) that is not listed.
+                other if format!("{other:?}").contains("CaUsedAsEndEntity") => format!(
+                    "prefixd's certificate is not signed by {roots} (a self-signed certificate is trusted when that very certificate is in PREFIXD_CA_FILE)"
+                ),
+                other => format!("prefixd's certificate was refused ({other:?})"),
+            },
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+                "prefixd speaks plain HTTP on this port (use http://)".into()
             }
-            _ => format!("network error: {io}"),
-        },
-        ureq::Error::Rustls(t) => format!("TLS: {t}"),
-        ureq::Error::Tls(t) => format!("TLS: {t}"),
-        ureq::Error::BodyExceedsLimit(n) => format!("reply larger than {n} bytes"),
-        other => other.to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The rustls error behind a ureq error: handed over as it is, or inside an I/O error (a
+/// handshake run through `complete_io`).
+fn rustls_error(e: &ureq::Error) -> Option<&rustls::Error> {
+    match e {
+        ureq::Error::Rustls(r) => Some(r),
+        ureq::Error::Io(io) => io.get_ref()?.downcast_ref::<rustls::Error>(),
+        _ => None,
     }
 }
 

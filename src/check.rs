@@ -12,8 +12,9 @@ use std::time::Instant;
 
 struct Report {
     lines: Vec<String>,
-    /// The first failure's exit code: 78 configuration, 75 unreachable, 77 token.
-    code: Option<u8>,
+    /// The first failure: its exit code (78 configuration, 75 unreachable or TLS, 77 token)
+    /// and what it was.
+    first: Option<(u8, String)>,
 }
 
 impl Report {
@@ -22,7 +23,24 @@ impl Report {
     }
     fn fail(&mut self, code: u8, what: String) {
         self.lines.push(format!("✘ {what}"));
-        self.code.get_or_insert(code);
+        self.first.get_or_insert((code, what));
+    }
+
+    /// A request's answer that is not the one hoped for, said for what it is.
+    fn answered(&mut self, url: &str, reply: &api::Reply) {
+        match reply.status {
+            404 | 405 | 415 => self.fail(
+                78,
+                format!(
+                    "GET {url} -> {}: no prefixd API at this URL (check the path in PREFIXD_API)",
+                    reply.status
+                ),
+            ),
+            s => self.fail(
+                if (400..500).contains(&s) { 78 } else { 75 },
+                format!("GET {url} -> {s}: {}", reply.snippet()),
+            ),
+        }
     }
 }
 
@@ -35,7 +53,7 @@ pub fn run(loaded: &Loaded, deadline: Instant, log: &Log) -> Result<(), Error> {
     }
     let mut r = Report {
         lines: Vec::new(),
-        code: None,
+        first: None,
     };
     for w in &loaded.warnings {
         r.lines.push(format!("! {w}"));
@@ -125,15 +143,15 @@ pub fn run(loaded: &Loaded, deadline: Instant, log: &Log) -> Result<(), Error> {
     for l in &r.lines {
         println!("{l}");
     }
-    match r.code {
+    match r.first {
         None => {
             println!("all checks passed");
             Ok(())
         }
-        Some(code) => Err(match code {
-            75 => Error::NotDelivered("prefixd is not reachable".into()),
-            77 => Error::Unauthorized("prefixd refused the token".into()),
-            _ => Error::Config("see the ✘ lines above".into()),
+        Some((code, what)) => Err(match code {
+            75 => Error::NotDelivered(what),
+            77 => Error::Unauthorized(what),
+            _ => Error::Config(what),
         }),
     }
 }
@@ -149,17 +167,7 @@ fn reach(client: &Client, has_token: bool, log: &Log, r: &mut Report) {
     let started = Instant::now();
     let health = match client.call(log, "GET", "/v1/health", || Ok(None)) {
         Err(e) => return r.fail(75, format!("GET {} -> {e}", client.url("/v1/health"))),
-        Ok(reply) if reply.status != 200 => {
-            return r.fail(
-                75,
-                format!(
-                    "GET {} -> {}: {}",
-                    client.url("/v1/health"),
-                    reply.status,
-                    reply.snippet()
-                ),
-            );
-        }
+        Ok(reply) if reply.status != 200 => return r.answered(&client.url("/v1/health"), &reply),
         Ok(reply) => reply.json::<Health>("GET /v1/health"),
     };
     let took = started.elapsed().as_secs_f64();
@@ -188,7 +196,7 @@ fn reach(client: &Client, has_token: bool, log: &Log, r: &mut Report) {
                 format!("GET {} -> {}: prefixd needs a token (auth {auth_mode}) and none is set", client.url(path), reply.status)
             },
         ),
-        Ok(reply) => r.fail(75, format!("GET {} -> {}: {}", client.url(path), reply.status, reply.snippet())),
+        Ok(reply) => r.answered(&client.url(path), &reply),
         Err(e) => r.fail(75, format!("GET {} -> {e}", client.url(path))),
     }
 }

@@ -19,4 +19,5 @@ pub mod rules;
 pub mod spool;
 pub mod status;
 pub mod time;
+pub mod tls;
 pub mod uuid;

@@ -647,7 +647,19 @@ fn https_with_the_test_ca() {
             srv.requests().is_empty(),
             "nothing reaches an untrusted server"
         );
-        assert!(sb.log().contains("UnknownIssuer"), "{}", sb.log());
+        // In words, not Rust's error names (`UnknownIssuer`).
+        let roots = match &ca {
+            None => "any of the bundled Mozilla roots".to_string(),
+            Some(path) => format!("any CA in PREFIXD_CA_FILE ({path})"),
+        };
+        assert!(
+            sb.log().contains(&format!(
+                "TLS handshake failed: prefixd's certificate is not signed by {roots}"
+            )),
+            "{}",
+            sb.log()
+        );
+        assert!(!sb.log().contains("UnknownIssuer"), "{}", sb.log());
     }
 
     // A CA file that is not PEM is a configuration error.

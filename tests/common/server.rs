@@ -84,6 +84,8 @@ struct State {
 
 pub struct Options {
     pub tls: bool,
+    /// With `tls`: serve this certificate chain and key (PEM files) instead of tests/tls's.
+    pub cert: Option<(String, String)>,
     pub token: Option<String>,
     pub delay: Duration,
     /// Print each request on stdout (the stub binary).
@@ -94,6 +96,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             tls: false,
+            cert: None,
             token: None,
             delay: Duration::ZERO,
             log_stdout: false,
@@ -127,7 +130,15 @@ impl Server {
             log_stdout: opts.log_stdout,
             ..State::default()
         });
-        let tls = opts.tls.then(tls_config);
+        let tls = opts.tls.then(|| {
+            let (cert, key) = opts.cert.clone().unwrap_or_else(|| {
+                (
+                    format!("{TLS_DIR}/server.pem"),
+                    format!("{TLS_DIR}/server.key"),
+                )
+            });
+            tls_config(&cert, &key)
+        });
         let url = format!(
             "{}://127.0.0.1:{}",
             if tls.is_some() { "https" } else { "http" },
@@ -285,14 +296,14 @@ impl Drop for Server {
     }
 }
 
-fn tls_config() -> Arc<rustls::ServerConfig> {
+fn tls_config(cert: &str, key: &str) -> Arc<rustls::ServerConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(format!("{TLS_DIR}/server.pem"))
-        .expect("server.pem")
+    let certs = CertificateDer::pem_file_iter(cert)
+        .expect("certificate file")
         .collect::<Result<Vec<_>, _>>()
-        .expect("server.pem certs");
-    let key = PrivateKeyDer::from_pem_file(format!("{TLS_DIR}/server.key")).expect("server.key");
+        .expect("certificates");
+    let key = PrivateKeyDer::from_pem_file(key).expect("key file");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -1,0 +1,337 @@
+//! TLS with `PREFIXD_CA_FILE`, as `curl --cacert` takes it: the CAs in the file are the only
+//! roots, and a server certificate that is itself in the file is trusted as that server's
+//! certificate — the usual self-signed `openssl req -x509` one, which OpenSSL 3 marks CA:TRUE
+//! and webpki would refuse as "a CA used as an end entity". Its host name and validity dates
+//! are still checked, and the handshake signature still proves the server holds its key;
+//! nothing else loosens. Without `PREFIXD_CA_FILE`, ureq's own connector and the bundled
+//! Mozilla roots are used unchanged.
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, StreamOwned,
+};
+use std::io::{Read, Write};
+use std::sync::Arc;
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport,
+    TransportAdapter,
+};
+
+/// The rustls configuration for a `PREFIXD_CA_FILE` holding `certs`.
+pub fn config(certs: &[CertificateDer<'static>]) -> Result<Arc<ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs.iter().cloned());
+    if added == 0 {
+        return Err("no certificate in it can serve as a CA".into());
+    }
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let verifier = Arc::new(Verifier {
+        webpki,
+        listed: certs.to_vec(),
+        provider: provider.clone(),
+    });
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+#[derive(Debug)]
+struct Verifier {
+    webpki: Arc<WebPkiServerVerifier>,
+    /// The certificates of PREFIXD_CA_FILE, as given.
+    listed: Vec<CertificateDer<'static>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let refused =
+            match self
+                .webpki
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+        let dates = validity(end_entity.as_ref());
+        if !self
+            .listed
+            .iter()
+            .any(|c| c.as_ref() == end_entity.as_ref())
+        {
+            // Refused as webpki says; with the dates, so that the operator reads them.
+            return Err(match (refused, dates) {
+                (rustls::Error::InvalidCertificate(CertificateError::Expired), Some((_, na))) => {
+                    rustls::Error::InvalidCertificate(CertificateError::ExpiredContext {
+                        time: now,
+                        not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(na)),
+                    })
+                }
+                (
+                    rustls::Error::InvalidCertificate(CertificateError::NotValidYet),
+                    Some((nb, _)),
+                ) => rustls::Error::InvalidCertificate(CertificateError::NotValidYetContext {
+                    time: now,
+                    not_before: UnixTime::since_unix_epoch(std::time::Duration::from_secs(nb)),
+                }),
+                (refused, _) => refused,
+            });
+        }
+        // Listed by the operator: trusted as this server's certificate, if it is for this
+        // name and valid now.
+        let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_name(&parsed, server_name)?;
+        let (not_before, not_after) = dates.ok_or(rustls::Error::InvalidCertificate(
+            CertificateError::BadEncoding,
+        ))?;
+        let t = now.as_secs();
+        if t < not_before {
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidYetContext {
+                    time: now,
+                    not_before: UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                        not_before,
+                    )),
+                },
+            ));
+        }
+        if t > not_after {
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::ExpiredContext {
+                    time: now,
+                    not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                        not_after,
+                    )),
+                },
+            ));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// `notBefore` and `notAfter` of an X.509 certificate (DER), as Unix seconds.
+pub fn validity(der: &[u8]) -> Option<(u64, u64)> {
+    let (cert, _) = tlv(der, 0x30)?;
+    let (tbs, _) = tlv(cert, 0x30)?;
+    let mut rest = tbs;
+    if rest.first() == Some(&0xa0) {
+        rest = tlv(rest, 0xa0)?.1; // version
+    }
+    for tag in [0x02, 0x30, 0x30] {
+        rest = tlv(rest, tag)?.1; // serial, signature algorithm, issuer
+    }
+    let (validity, _) = tlv(rest, 0x30)?;
+    let (not_before, after) = time(validity)?;
+    let (not_after, _) = time(after)?;
+    Some((not_before, not_after))
+}
+
+/// One DER element with `tag`: its contents and what follows it.
+fn tlv(b: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    if *b.first()? != tag {
+        return None;
+    }
+    let (len, head) = match *b.get(1)? {
+        n if n < 0x80 => (usize::from(n), 2),
+        n @ 0x81..=0x84 => {
+            let k = usize::from(n & 0x7f);
+            let len = b
+                .get(2..2 + k)?
+                .iter()
+                .fold(0usize, |a, x| a << 8 | usize::from(*x));
+            (len, 2 + k)
+        }
+        _ => return None,
+    };
+    let end = head.checked_add(len)?;
+    Some((b.get(head..end)?, b.get(end..)?))
+}
+
+/// A UTCTime or GeneralizedTime (always UTC, `Z`, in certificates) as Unix seconds, and the rest.
+fn time(b: &[u8]) -> Option<(u64, &[u8])> {
+    let (text, rest, year) = match b.first()? {
+        0x17 => {
+            let (t, rest) = tlv(b, 0x17)?;
+            let yy: u32 = std::str::from_utf8(t.get(..2)?).ok()?.parse().ok()?;
+            (
+                t.get(2..)?,
+                rest,
+                if yy < 50 { 2000 + yy } else { 1900 + yy },
+            )
+        }
+        0x18 => {
+            let (t, rest) = tlv(b, 0x18)?;
+            let yyyy = std::str::from_utf8(t.get(..4)?).ok()?.parse().ok()?;
+            (t.get(4..)?, rest, yyyy)
+        }
+        _ => return None,
+    };
+    let t = std::str::from_utf8(text).ok()?;
+    let (mo, d, h, mi, s) = (
+        t.get(..2)?,
+        t.get(2..4)?,
+        t.get(4..6)?,
+        t.get(6..8)?,
+        t.get(8..10)?,
+    );
+    if t.get(10..)? != "Z" {
+        return None;
+    }
+    let ms = crate::time::parse_rfc3339_ms(&format!("{year:04}-{mo}-{d}T{h}:{mi}:{s}Z"))?;
+    Some((u64::try_from(ms / 1000).ok()?, rest))
+}
+
+/// TLS over the chained transport with our configuration, for https:// URLs (what ureq's
+/// own rustls connector does, with our verifier).
+#[derive(Debug)]
+pub struct CaFileConnector(pub Arc<ClientConfig>);
+
+impl<In: Transport> Connector<In> for CaFileConnector {
+    type Out = Either<In, TlsTransport>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let Some(transport) = chained else {
+            return Err(ureq::Error::ConnectionFailed);
+        };
+        if !details.needs_tls() || transport.is_tls() {
+            return Ok(Some(Either::A(transport)));
+        }
+        let host = details
+            .uri
+            .host()
+            .unwrap_or("")
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let name = ServerName::try_from(host)
+            .map_err(|_| ureq::Error::Tls("not a valid TLS server name"))?
+            .to_owned();
+        let mut conn = ClientConnection::new(self.0.clone(), name)?;
+        let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
+        sock.set_timeout(details.timeout);
+        conn.complete_io(&mut sock)?;
+        let buffers = LazyBuffers::new(
+            details.config.input_buffer_size(),
+            details.config.output_buffer_size(),
+        );
+        Ok(Some(Either::B(TlsTransport {
+            buffers,
+            stream: StreamOwned { conn, sock },
+        })))
+    }
+}
+
+pub struct TlsTransport {
+    buffers: LazyBuffers,
+    stream: StreamOwned<ClientConnection, TransportAdapter>,
+}
+
+impl std::fmt::Debug for TlsTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsTransport")
+    }
+}
+
+impl Transport for TlsTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let output = &self.buffers.output()[..amount];
+        self.stream.write_all(output)?;
+        Ok(())
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let input = self.buffers.input_append_buf();
+        let amount = self.stream.read(input)?;
+        self.buffers.input_appended(amount);
+        Ok(amount > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.stream.get_mut().get_mut().is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_validity_of_the_test_certificates() {
+        let pem =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls/server.pem")).unwrap();
+        let der = ureq::tls::parse_pem(&pem)
+            .find_map(|i| match i {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c.der().to_vec()),
+                _ => None,
+            })
+            .unwrap();
+        let (nb, na) = validity(&der).expect("validity");
+        assert!(nb < na && nb > 1_600_000_000, "{nb} {na}");
+        assert_eq!(validity(&der[..40]), None);
+        assert_eq!(validity(b"\x30\x84\xff\xff\xff\xff"), None);
+    }
+}
