@@ -47,9 +47,9 @@ impl Report {
 /// Runs every check; prints the report; `Err` (with the first failure's code) unless all pass.
 pub fn run(loaded: &Loaded, deadline: Instant, log: &Log) -> Result<(), Error> {
     let cfg = &loaded.config;
-    println!("configuration (env file {}):", cfg.env_file);
+    log.stdout(&format!("configuration (env file {}):\n", cfg.env_file));
     for line in crate::config::describe(cfg) {
-        println!("  {line}");
+        log.stdout(&format!("  {line}\n"));
     }
     let mut r = Report {
         lines: Vec::new(),
@@ -141,11 +141,11 @@ pub fn run(loaded: &Loaded, deadline: Instant, log: &Log) -> Result<(), Error> {
     }
 
     for l in &r.lines {
-        println!("{l}");
+        log.stdout(&format!("{l}\n"));
     }
     match r.first {
         None => {
-            println!("all checks passed");
+            log.stdout("all checks passed\n");
             Ok(())
         }
         Some((code, what)) => Err(match code {

@@ -124,7 +124,12 @@ pub fn parse(argv: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, 
                 });
             }
             "--" => {
-                positional.extend(args.by_ref().filter_map(|a| a.into_string().ok()));
+                for a in args.by_ref() {
+                    positional.push(
+                        a.into_string()
+                            .map_err(|a| format!("argument {a:?} is not valid UTF-8"))?,
+                    );
+                }
                 break;
             }
             _ => return Err(format!("unknown option {arg}")),

@@ -407,6 +407,12 @@ fn resolve_token(
             }
             Some(t)
         }
+        (None, Some(path)) if looks_like_a_token("PREFIXD_TOKEN_FILE", &path.to_string_lossy()) => {
+            errors.push(
+                "PREFIXD_TOKEN_FILE holds what looks like a token, not a path (not shown); put the token in a file and name the file, or set PREFIXD_TOKEN".into(),
+            );
+            None
+        }
         (None, Some(path)) => match read_token_file(&path) {
             Ok((t, mode)) => {
                 if mode & 0o044 != 0 {
@@ -424,6 +430,11 @@ fn resolve_token(
         },
         (None, None) => None,
     }
+}
+
+/// PREFIXD_TOKEN_FILE set to the token itself: no slash, and no such file here.
+fn looks_like_a_token(name: &str, value: &str) -> bool {
+    name == "PREFIXD_TOKEN_FILE" && !value.contains('/') && !Path::new(value).exists()
 }
 
 /// The custom vector rules (PREFIXD_VECTOR_RULES), first match wins.
@@ -511,8 +522,9 @@ impl Resolver<'_> {
             return default();
         };
         let parsed = parse(var.kind, &value);
-        // Never echo a token's value, even a malformed one.
-        let shown = if var.kind == Kind::Token {
+        // Never echo a token's value, even a malformed one, nor a token given where its
+        // file's path belongs.
+        let shown = if var.kind == Kind::Token || looks_like_a_token(name, &value) {
             format!("(set, {} chars)", value.trim().len())
         } else {
             let mut shown = crate::notice::printable(&value, 80);
@@ -570,22 +582,37 @@ impl Resolver<'_> {
     }
 }
 
+/// A base URL, parsed as ureq will (its `http::Uri`): http or https (any case), a host, a
+/// port that is one, no credentials, query or fragment. Returned without a trailing slash,
+/// the scheme in lower case.
 pub fn parse_url(s: &str) -> Result<String, String> {
-    let rest = s
-        .strip_prefix("http://")
-        .or_else(|| s.strip_prefix("https://"))
-        .ok_or("must start with http:// or https://")?;
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if host.is_empty() || host.starts_with(':') {
-        return Err("has no host".into());
-    }
-    if host.contains('@') {
-        return Err("must not carry credentials (use PREFIXD_TOKEN)".into());
-    }
     if s.contains(['?', '#']) || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("must be a plain base URL (no query, fragment or spaces)".into());
     }
-    Ok(s.trim_end_matches('/').to_string())
+    let uri: ureq::http::Uri = s.parse().map_err(|e| format!("is not a URL ({e})"))?;
+    let scheme = uri
+        .scheme_str()
+        .map(str::to_ascii_lowercase)
+        .filter(|s| s == "http" || s == "https")
+        .ok_or("must start with http:// or https://")?;
+    let authority = uri.authority().ok_or("has no host")?;
+    if authority.as_str().contains('@') {
+        return Err("must not carry credentials (use PREFIXD_TOKEN)".into());
+    }
+    if authority.host().trim_matches(['[', ']']).is_empty() {
+        return Err("has no host".into());
+    }
+    // A port that does not parse as one is dropped by the parser: say so instead.
+    let after_host = &authority.as_str()[authority.host().len()..];
+    if let Some(port) = after_host.strip_prefix(':')
+        && !matches!(port.parse::<u16>(), Ok(1..))
+    {
+        return Err(format!("port {port:?} is not a port number (1-65535)"));
+    }
+    Ok(format!(
+        "{scheme}://{authority}{}",
+        uri.path().trim_end_matches('/')
+    ))
 }
 
 fn parse_token(s: &str) -> Result<String, String> {
@@ -853,6 +880,22 @@ mod tests {
             "https://p.example:8443/prefixd"
         );
         assert_eq!(parse_url("http://[::1]:8080").unwrap(), "http://[::1]:8080");
+        assert_eq!(
+            parse_url("HTTPS://Prefixd.example:8443").unwrap(),
+            "https://Prefixd.example:8443"
+        );
+        assert_eq!(parse_url("http://10.0.0.5/").unwrap(), "http://10.0.0.5");
+        for bad in [
+            "http://prefixd:abc",
+            "http://127.0.0.1:99999",
+            "http://127.0.0.1:0",
+            "http://[::1",
+            "http://[::1]:",
+            "gopher://x",
+        ] {
+            let e = parse_url(bad).unwrap_err();
+            assert!(!e.is_empty(), "{bad}");
+        }
         for bad in [
             "localhost:8080",
             "ftp://x",

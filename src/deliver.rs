@@ -106,8 +106,11 @@ pub fn ban(
 ) -> Result<(), Error> {
     let choice = choose_vector(rules, notice, entry);
     let (status, result) = post_ban(client, log, notice, entry, replay, &choice);
+    // Only a 422 about the vector ("vector: unknown variant …"); a guardrail's 422 (safelist,
+    // quota) would refuse the built-in vector just the same.
+    let about_vector = matches!(&result, Err(Error::Refused(m)) if m.contains("vector"));
     match (status, &choice.rule) {
-        (Some(422), Some(rule)) if choice.vector != choice.builtin => {
+        (Some(422), Some(rule)) if choice.vector != choice.builtin && about_vector => {
             log.warn(&format!(
                 "prefixd refused vector {} from rule {rule}; sending the built-in vector {} instead",
                 choice.vector, choice.builtin

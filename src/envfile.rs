@@ -22,6 +22,8 @@ const MAX_LINE: usize = 64 * 1024;
 
 pub fn parse(text: &str) -> Vec<Line> {
     let mut out = Vec::new();
+    // Editors on other systems start a file with a byte-order mark; it is not part of line 1.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (i, raw) in text.split('\n').enumerate() {
         let line = i + 1;
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
@@ -37,6 +39,8 @@ pub fn parse(text: &str) -> Vec<Line> {
             continue;
         }
         out.push(match parse_assignment(s) {
+            // `export NAME` alone is valid shell: it sets nothing here.
+            Err(EXPORT_ONLY) => continue,
             Ok((key, value, literal_warning)) => Line::Assign {
                 line,
                 key: key.to_string(),
@@ -51,13 +55,20 @@ pub fn parse(text: &str) -> Vec<Line> {
 
 type Assignment<'a> = (&'a str, String, Option<&'static str>);
 
+const EXPORT_ONLY: &str = "export without a value";
+
 fn parse_assignment(s: &str) -> Result<Assignment<'_>, &'static str> {
+    let before_export = s.len();
     let s = match s.strip_prefix("export") {
         Some(rest) if rest.starts_with([' ', '\t']) => rest.trim_start_matches([' ', '\t']),
         _ => s,
     };
     let Some((key, rest)) = s.split_once('=') else {
-        return Err("expected KEY=value");
+        return Err(if s.len() < before_export && is_name(s.trim_end()) {
+            EXPORT_ONLY
+        } else {
+            "expected KEY=value"
+        });
     };
     if !is_name(key) {
         return Err("not a variable name before '='");
@@ -251,6 +262,29 @@ mod tests {
                 "{input:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_and_a_bare_export_are_taken_as_the_shell_takes_them() {
+        let lines =
+            parse("\u{feff}PREFIXD_API=http://p:8080\nexport PREFIXD_TOKEN\nexport\tX \nB=2\n");
+        assert_eq!(
+            lines,
+            vec![
+                Line::Assign {
+                    line: 1,
+                    key: "PREFIXD_API".into(),
+                    value: "http://p:8080".into(),
+                    literal_warning: None
+                },
+                Line::Assign {
+                    line: 4,
+                    key: "B".into(),
+                    value: "2".into(),
+                    literal_warning: None
+                },
+            ]
+        );
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct Log {
     pid: u32,
     /// The notice this run is about (`ban 203.0.113.10`), named on every line.
     subject: String,
+    /// A syslog send failed: the rest of the run writes to stderr.
+    syslog_failed: std::sync::atomic::AtomicBool,
 }
 
 impl Log {
@@ -54,18 +56,24 @@ impl Log {
             secret: secret.filter(|s| !s.is_empty()),
             pid: std::process::id(),
             subject: String::new(),
+            syslog_failed: Default::default(),
         };
         if spec == "-" {
             return log;
         }
-        // `syslog` is /dev/log; `syslog:/path` another socket (tests, chroots).
-        if let Some(rest) = spec.strip_prefix("syslog") {
-            let path = rest
-                .strip_prefix(':')
-                .filter(|p| !p.is_empty())
-                .unwrap_or("/dev/log");
+        // Exactly `syslog` is /dev/log; `syslog:/absolute/path` another socket (tests,
+        // chroots). Anything else, `syslog-fnm.log` included, is a file.
+        let socket = match spec {
+            "syslog" => Some("/dev/log"),
+            _ => spec.strip_prefix("syslog:").filter(|p| p.starts_with('/')),
+        };
+        if let Some(path) = socket {
             match UnixDatagram::unbound().and_then(|s| s.connect(path).map(|()| s)) {
-                Ok(sock) => log.sink = Sink::Syslog(sock),
+                Ok(sock) => {
+                    // A syslog daemon that stalls must not stall a ban.
+                    let _ = sock.set_write_timeout(Some(std::time::Duration::from_secs(1)));
+                    log.sink = Sink::Syslog(sock);
+                }
                 Err(e) => log.warn(&format!(
                     "cannot reach syslog at {path}: {e}; logging to stderr"
                 )),
@@ -101,9 +109,26 @@ impl Log {
     }
 
     pub fn write(&self, level: Level, msg: &str) {
-        if let Sink::Syslog(sock) = &self.sink {
-            let _ = sock.send(self.syslog_datagram(level, msg).as_bytes());
-            return;
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Sink::Syslog(sock) = &self.sink
+            && !self.syslog_failed.load(Relaxed)
+        {
+            match sock.send(self.syslog_datagram(level, msg).as_bytes()) {
+                Ok(_) => return,
+                // Never dropped: to stderr, with why, and so is the rest of the run.
+                Err(e) => {
+                    self.syslog_failed.store(true, Relaxed);
+                    let warning = self.format(
+                        Level::Warn,
+                        &format!("syslog send failed ({e}); this line goes to stderr"),
+                    );
+                    let line = self.format(level, msg);
+                    let _ = std::io::stderr()
+                        .lock()
+                        .write_all(format!("{warning}{line}").as_bytes());
+                    return;
+                }
+            }
         }
         let line = self.format(level, msg);
         // One write call of one buffer: O_APPEND makes it atomic against other writers.
@@ -164,6 +189,21 @@ impl Log {
         }
     }
 
+    /// Standard output, through the same redaction as every log line: the one way text
+    /// other than the log leaves the process.
+    pub fn stdout(&self, text: &str) {
+        let _ = std::io::stdout()
+            .lock()
+            .write_all(self.redact(text).as_bytes());
+    }
+
+    /// Standard error, likewise.
+    pub fn stderr(&self, text: &str) {
+        let _ = std::io::stderr()
+            .lock()
+            .write_all(self.redact(text).as_bytes());
+    }
+
     pub fn redact(&self, msg: &str) -> String {
         match &self.secret {
             Some(s) => msg.replace(s.as_str(), "<redacted>"),
@@ -184,6 +224,7 @@ mod tests {
             secret: Some("tok3n".into()),
             pid: 42,
             subject: String::new(),
+            syslog_failed: Default::default(),
         };
         let line = log.format(Level::Info, "ban x token=tok3n\nsecond\u{7}");
         assert!(

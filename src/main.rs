@@ -20,8 +20,9 @@ fn main() -> ExitCode {
             // The configured log is still where an operator looks for a failed call.
             let cfg = config::load(&config::Flags::default(), &env).config;
             let e = Error::Usage(e);
-            log::Log::open(&cfg.log, false, cfg.token).error(&e.to_string());
-            eprintln!("prefixd-fastnetmon: {e}\n{}", cli::USAGE);
+            let log = log::Log::open(&cfg.log, false, cfg.token);
+            log.error(&e.to_string());
+            log.stderr(&format!("prefixd-fastnetmon: {e}\n{}\n", cli::USAGE));
             return ExitCode::from(e.exit_code());
         }
     };
@@ -76,10 +77,10 @@ fn main() -> ExitCode {
         }
         cli::Mode::Flush => modes::flush(&run),
         cli::Mode::Check => {
-            println!("{}", cli::version());
+            log.stdout(&format!("{}\n", cli::version()));
             prefixd_fastnetmon::check::run(&loaded, deadline, &log)
         }
-        cli::Mode::Status => modes::status(&loaded, cli.flags.verbose),
+        cli::Mode::Status => modes::status(&loaded, &log, cli.flags.verbose),
         cli::Mode::Help | cli::Mode::Version => Ok(()),
     };
     if matches!(cli.mode, cli::Mode::Notify(_) | cli::Mode::Flush) {
@@ -89,7 +90,7 @@ fn main() -> ExitCode {
         Ok(()) => 0,
         Err(e) => {
             if dry_run || !matches!(cli.mode, cli::Mode::Notify(_) | cli::Mode::Status) {
-                eprintln!("prefixd-fastnetmon: {e}");
+                log.stderr(&format!("prefixd-fastnetmon: {e}\n"));
             }
             e.exit_code()
         }

@@ -83,7 +83,7 @@ pub fn notify(
         last_error: None,
     });
     if dry_run {
-        print!("{}", deliver::dry_run(cfg, &n, &entry)?);
+        log.stdout(&deliver::dry_run(cfg, &n, &entry)?);
         return Ok(());
     }
 
@@ -180,12 +180,12 @@ pub fn flush(run: &Run) -> Result<(), Error> {
 
 /// What the spool holds (read-only). Exit 75 while something waits, so a cron job or a
 /// monitoring check can alert on it.
-pub fn status(loaded: &config::Loaded, verbose: bool) -> Result<(), Error> {
+pub fn status(loaded: &config::Loaded, log: &log::Log, verbose: bool) -> Result<(), Error> {
     if let Some(e) = loaded.errors.first() {
         return Err(Error::Config(e.clone()));
     }
     let (text, waiting) = crate::status::report(&loaded.config, verbose);
-    print!("{text}");
+    log.stdout(&text);
     if waiting {
         return Err(Error::NotDelivered("notices wait in the spool".into()));
     }

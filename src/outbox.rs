@@ -94,7 +94,7 @@ impl Pending {
 pub fn keep(log: &Log, spool: &SpoolOrWhy, entry: &Entry, why: Error) -> Error {
     let mut entry = entry.clone();
     entry.attempts = Some(entry.attempts.unwrap_or(0) + 1);
-    entry.last_error = Some(why.to_string());
+    entry.last_error = Some(log.redact(&why.to_string()));
     let failed = match spool {
         Ok(s) => match s.append(&entry) {
             Ok(kept) => {
@@ -312,7 +312,7 @@ fn deliver_victim(
             }
             Err(e) if keepable(&e) => {
                 entry.attempts = Some(entry.attempts.unwrap_or(0) + 1);
-                entry.last_error = Some(e.to_string());
+                entry.last_error = Some(ctx.log.redact(&e.to_string()));
                 if let Err(w) = spool.update(path, &entry) {
                     ctx.log.warn(&format!(
                         "{what} {ip}: cannot record the attempt in {}: {w}",
