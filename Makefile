@@ -9,7 +9,7 @@ STATIC     := target/$(TARGET)/release/prefixd-fastnetmon
 STUB       := target/release/examples/prefixd-stub
 CARGO      ?= cargo
 
-.PHONY: all deps static stub demo test lint clean dist dist-deps cross-test fuzz fuzz-deps install deb e2e bench
+.PHONY: all deps static stub demo test lint clean dist dist-deps cross-test fuzz fuzz-deps install deb e2e bench check-units
 
 all: static
 
@@ -55,11 +55,21 @@ lint:
 
 # The integration tests run twice: against the debug build, and against the static release
 # binary that operators copy (PFN_BIN), so size tuning and musl cannot break what ships.
-test: deps lint static
+test: deps lint static check-units
 	@command -v promtool >/dev/null || { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) >/dev/null; }
 	$(CARGO) test --locked
 	$(CARGO) test --locked --test status_metrics -- --ignored
 	PFN_BIN=$(CURDIR)/$(STATIC) $(CARGO) test --locked --test ban_unban
+
+# The flush unit: valid (systemd-analyze verify, with ExecStart at the freshly built binary) and
+# sandboxed (exposure 3.0 at most). Offline: no running systemd is needed.
+check-units: static
+	@command -v systemd-analyze >/dev/null || { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd) >/dev/null; }
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	  sed 's|/usr/local/bin/prefixd-fastnetmon|$(CURDIR)/$(STATIC)|' contrib/systemd/prefixd-fastnetmon-flush.service > $$tmp/prefixd-fastnetmon-flush.service; \
+	  cp contrib/systemd/prefixd-fastnetmon-flush.timer $$tmp/; \
+	  systemd-analyze verify --man=no $$tmp/prefixd-fastnetmon-flush.service $$tmp/prefixd-fastnetmon-flush.timer; \
+	  systemd-analyze security --offline=true --threshold=30 $$tmp/prefixd-fastnetmon-flush.service | tail -1
 
 clean:
 	$(CARGO) clean
@@ -155,17 +165,33 @@ DEBDIR      ?= dist
 VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 deb_bin      = $(if $(BIN_$(1)),$(BIN_$(1)),dist/prefixd-fastnetmon-$(if $(filter amd64,$(1)),x86_64,aarch64))
 
+# lintian checks each package (errors and warnings fail); LINTIAN= skips it.
+LINTIAN ?= lintian
 deb:
+	@test -x $(STATIC) || $(MAKE) static
 	@set -e; for arch in $(DEB_ARCHS); do \
 	  case $$arch in amd64) bin="$(call deb_bin,amd64)";; arm64) bin="$(call deb_bin,arm64)";; *) echo "no such arch $$arch" >&2; exit 1;; esac; \
 	  test -x "$$bin" || $(MAKE) dist DIST_ARCHS="$$( [ $$arch = amd64 ] && echo x86_64 || echo aarch64 )"; \
 	  stage=$$(mktemp -d); \
 	  $(MAKE) -s install DESTDIR=$$stage PREFIX=/usr BIN=$$bin >/dev/null; \
 	  rm -f $$stage/etc/default/prefixd; install -m 0600 contrib/prefixd.env.example $$stage/etc/default/prefixd; \
+	  doc=$$stage/usr/share/doc/prefixd-fastnetmon; \
+	  gzip -9n < contrib/debian/changelog > $$doc/changelog.gz; chmod 0644 $$doc/changelog.gz; \
+	  install -m 0644 contrib/debian/copyright $$doc/copyright; \
+	  install -d -m 0755 $$stage/usr/share/man/man8 $$stage/usr/share/lintian/overrides; \
+	  bash contrib/debian/manpage.sh $(STATIC) README.md | gzip -9n > $$stage/usr/share/man/man8/prefixd-fastnetmon.8.gz; \
+	  chmod 0644 $$stage/usr/share/man/man8/prefixd-fastnetmon.8.gz; \
+	  install -m 0644 contrib/debian/lintian-overrides $$stage/usr/share/lintian/overrides/prefixd-fastnetmon; \
 	  chmod 0755 $$stage; install -d $$stage/DEBIAN; \
 	  sed -e 's/@VERSION@/$(VERSION)/' -e "s/@ARCH@/$$arch/" -e "s/@SIZE@/$$(du -sk --exclude=DEBIAN $$stage | cut -f1)/" contrib/debian/control.in > $$stage/DEBIAN/control; \
 	  install -m 0644 contrib/debian/conffiles $$stage/DEBIAN/conffiles; \
-	  install -m 0755 contrib/debian/postinst $$stage/DEBIAN/postinst; \
+	  for s in postinst prerm postrm; do install -m 0755 contrib/debian/$$s $$stage/DEBIAN/$$s; done; \
+	  (cd $$stage && find . -type f ! -path './DEBIAN/*' -printf '%P\0' | sort -z | xargs -0 md5sum > DEBIAN/md5sums); \
 	  mkdir -p $(DEBDIR); dpkg-deb --root-owner-group -Zxz --build $$stage $(DEBDIR)/prefixd-fastnetmon_$(VERSION)_$$arch.deb >/dev/null; \
 	  rm -rf $$stage; echo "$(DEBDIR)/prefixd-fastnetmon_$(VERSION)_$$arch.deb"; \
+	  if [ -z "$(LINTIAN)" ]; then echo "lintian skipped (LINTIAN is empty)" >&2; \
+	  elif command -v $(LINTIAN) >/dev/null; then \
+	    $(LINTIAN) --fail-on error,warning --display-info $(DEBDIR)/prefixd-fastnetmon_$(VERSION)_$$arch.deb >&2; \
+	    echo "lintian: no error, no warning" >&2; \
+	  else echo "lintian not installed: package not checked (CI installs it)" >&2; fi; \
 	done

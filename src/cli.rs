@@ -55,7 +55,7 @@ pub fn help() -> String {
     );
     for v in crate::config::VARIABLES {
         let default = if v.default.is_empty() { "-" } else { v.default };
-        h.push_str(&format!("  {:<27} {default:<30} {}\n", v.name, v.help));
+        h.push_str(&format!("  {:<27} {default:<32} {}\n", v.name, v.help));
     }
     h.push_str(
         "
