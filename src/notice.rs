@@ -4,7 +4,7 @@
 
 use std::io::Read;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 /// What we keep of stdin for `raw_details.raw`; the rest is read and discarded.
@@ -143,11 +143,11 @@ pub struct Details {
 }
 
 pub fn read_details(input: impl Read, is_terminal: bool) -> std::io::Result<Details> {
-    let kept = Mutex::default();
+    let state = Mutex::default();
     if !is_terminal {
-        read_into(input, &kept)?;
+        read_into(input, &state)?;
     }
-    Ok(details_of(&kept))
+    Ok(details_of(&lock(&state)))
 }
 
 /// `read_details` in a thread of its own, waited for until `until`: a stdin that is still
@@ -161,23 +161,46 @@ pub fn read_details_until(
     if is_terminal {
         return Ok((Details::default(), false));
     }
-    let kept = Arc::new(Mutex::default());
-    let (done, finished) = mpsc::channel();
-    let k = kept.clone();
-    std::thread::spawn(move || done.send(read_into(input, &k)));
-    match finished.recv_timeout(until.saturating_duration_since(Instant::now())) {
-        Ok(read) => read.map(|()| (details_of(&kept), false)),
-        Err(_) => {
-            let mut d = details_of(&kept);
+    let shared = Arc::new((Mutex::new(Reading::default()), Condvar::new()));
+    let s = shared.clone();
+    std::thread::spawn(move || {
+        let r = read_into(input, &s.0);
+        lock(&s.0).done = Some(r);
+        s.1.notify_one();
+    });
+    let (state, finished) = &*shared;
+    let mut r = lock(state);
+    while r.done.is_none() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let mut d = details_of(&r);
             d.truncated = true;
-            Ok((d, true))
+            return Ok((d, true));
         }
+        r = finished
+            .wait_timeout(r, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+    match r.done.take() {
+        Some(Err(e)) => Err(e),
+        _ => Ok((details_of(&r), false)),
     }
 }
 
-type Kept = Mutex<(Vec<u8>, bool)>;
+/// What the reading thread has so far, and how it ended.
+#[derive(Default)]
+struct Reading {
+    kept: Vec<u8>,
+    truncated: bool,
+    done: Option<std::io::Result<()>>,
+}
 
-fn read_into(mut input: impl Read, kept: &Kept) -> std::io::Result<()> {
+fn lock(m: &Mutex<Reading>) -> std::sync::MutexGuard<'_, Reading> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read_into(mut input: impl Read, state: &Mutex<Reading>) -> std::io::Result<()> {
     let mut buf = [0u8; 8192];
     loop {
         let n = match input.read(&mut buf) {
@@ -186,18 +209,17 @@ fn read_into(mut input: impl Read, kept: &Kept) -> std::io::Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        let mut k = kept.lock().unwrap_or_else(|p| p.into_inner());
-        let room = KEEP_DETAILS - k.0.len();
-        k.0.extend_from_slice(&buf[..n.min(room)]);
-        k.1 |= n > room;
+        let mut r = lock(state);
+        let room = KEEP_DETAILS - r.kept.len();
+        r.kept.extend_from_slice(&buf[..n.min(room)]);
+        r.truncated |= n > room;
     }
 }
 
-fn details_of(kept: &Kept) -> Details {
-    let k = kept.lock().unwrap_or_else(|p| p.into_inner());
+fn details_of(r: &Reading) -> Details {
     Details {
-        text: String::from_utf8_lossy(&k.0).into_owned(),
-        truncated: k.1,
+        text: String::from_utf8_lossy(&r.kept).into_owned(),
+        truncated: r.truncated,
     }
 }
 
