@@ -138,17 +138,18 @@ impl Client {
             .max_response_header_size(16 * 1024)
             .build();
         let resolver = LiteralFirst(ureq::unversioned::resolver::DefaultResolver::default());
+        // TCP, then TLS for https://: no proxy connectors (proxies are off, see above).
+        use ureq::unversioned::transport::{Connector, RustlsConnector, TcpConnector};
+        let tcp = TcpConnector::default();
         let agent = match ca {
-            None => ureq::Agent::with_parts(
+            None => {
+                ureq::Agent::with_parts(config, tcp.chain(RustlsConnector::default()), resolver)
+            }
+            Some(tls) => ureq::Agent::with_parts(
                 config,
-                ureq::unversioned::transport::DefaultConnector::new(),
+                tcp.chain(crate::tls::CaFileConnector(tls)),
                 resolver,
             ),
-            Some(tls) => {
-                use ureq::unversioned::transport::{Connector, TcpConnector};
-                let connector = TcpConnector::default().chain(crate::tls::CaFileConnector(tls));
-                ureq::Agent::with_parts(config, connector, resolver)
-            }
         };
         Ok(Client {
             agent,
@@ -405,10 +406,12 @@ impl Client {
                 ),
                 C::NotValidYet => "prefixd's certificate is not valid yet".into(),
                 // A self-signed CA:TRUE certificate (OpenSSL 3's default) that is not listed.
-                other if format!("{other:?}").contains("CaUsedAsEndEntity") => format!(
+                // webpki's own Display names its variant, also in appliance builds, whose
+                // derived Debug output is shallow (rustls' Display of Other goes through it).
+                C::Other(o) if o.0.to_string().contains("CaUsedAsEndEntity") => format!(
                     "prefixd's certificate is not signed by {roots} (a self-signed certificate is trusted when that very certificate is in PREFIXD_CA_FILE)"
                 ),
-                other => format!("prefixd's certificate was refused ({other:?})"),
+                other => format!("prefixd's certificate was refused ({other})"),
             },
             rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
                 "prefixd speaks plain HTTP on this port (use http://)".into()

@@ -63,4 +63,18 @@ fn version_http_ban_https_ban_and_unban() {
     let req = &https.requests()[0];
     assert_eq!(req.header("authorization"), Some("Bearer t0ken"));
     assert_eq!(s(req.json().get("victim_ip")), "2001:db8::10");
+
+    // A refusal is said in words, also in appliance builds (their derived Debug is shallow).
+    let other = format!("{TLS_DIR}/other-ca.pem");
+    let mut sb = Sandbox::new(&https.url);
+    sb.set("PREFIXD_CA_FILE", &other)
+        .set("PREFIXD_RETRIES", "1");
+    assert_eq!(sb.run(&["192.0.2.10"], Some(b"")).code, 75);
+    assert!(
+        sb.log().contains(&format!(
+            "TLS handshake failed: prefixd's certificate is not signed by any CA in PREFIXD_CA_FILE ({other})"
+        )),
+        "{}",
+        sb.log()
+    );
 }
