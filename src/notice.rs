@@ -184,7 +184,15 @@ pub fn read_details_until(
     }
     match r.done.take() {
         Some(Err(e)) => Err(e),
-        _ => Ok((details_of(&r), false)),
+        // All read: the bytes move into the text instead of being copied.
+        _ => Ok((
+            Details {
+                text: String::from_utf8(std::mem::take(&mut r.kept))
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                truncated: r.truncated,
+            },
+            false,
+        )),
     }
 }
 
