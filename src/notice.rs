@@ -142,15 +142,7 @@ pub struct Details {
     pub truncated: bool,
 }
 
-pub fn read_details(input: impl Read, is_terminal: bool) -> std::io::Result<Details> {
-    let state = Mutex::default();
-    if !is_terminal {
-        read_into(input, &state)?;
-    }
-    Ok(details_of(&lock(&state)))
-}
-
-/// `read_details` in a thread of its own, waited for until `until`: a stdin that is still
+/// Reads the details in a thread of its own, waited for until `until`: a stdin that is still
 /// open then costs the rest of the details, never the notice. `Ok((details, true))`: the time
 /// ran out; the details hold what was read and are marked truncated.
 pub fn read_details_until(
@@ -300,14 +292,18 @@ mod tests {
 
     #[test]
     fn details_are_read_to_eof_and_kept_bounded() {
+        let read = |bytes: &[u8], tty: bool| {
+            let far = Instant::now() + std::time::Duration::from_secs(30);
+            read_details_until(std::io::Cursor::new(bytes.to_vec()), tty, far).map(|(d, _)| d)
+        };
         let big = vec![b'a'; KEEP_DETAILS + 10_000];
-        let d = read_details(&big[..], false).unwrap();
+        let d = read(&big[..], false).unwrap();
         assert_eq!((d.text.len(), d.truncated), (KEEP_DETAILS, true));
         let exact = vec![b'a'; KEEP_DETAILS];
-        assert!(!read_details(&exact[..], false).unwrap().truncated);
-        let d = read_details(&b"ok \xff\xfe end"[..], false).unwrap();
+        assert!(!read(&exact[..], false).unwrap().truncated);
+        let d = read(&b"ok \xff\xfe end"[..], false).unwrap();
         assert_eq!(d.text, "ok \u{fffd}\u{fffd} end");
-        assert_eq!(read_details(&b"ignored"[..], true).unwrap().text, "");
+        assert_eq!(read(&b"ignored"[..], true).unwrap().text, "");
     }
 
     #[test]
