@@ -85,7 +85,8 @@ impl Sandbox {
             .map(|rd| {
                 rd.filter_map(|e| e.ok())
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.ends_with(".notice"))
+                    // As the spool lists them: a `.tmp-…` being written is not a notice yet.
+                    .filter(|n| n.ends_with(".notice") && !n.starts_with('.'))
                     .collect()
             })
             .unwrap_or_default();
