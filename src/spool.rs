@@ -319,7 +319,8 @@ impl Spool {
                 Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => {
                     return Ok(Some(IpLock { path, _file: f }));
                 }
-                Ok(_) | Err(_) if until.is_some_and(|t| Instant::now() >= t) => return Ok(None),
+                // One try (None) gives up here too, so the loop is bounded either way.
+                _ if until.is_none_or(|t| Instant::now() >= t) => return Ok(None),
                 _ => continue,
             }
         }
