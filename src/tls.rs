@@ -84,50 +84,23 @@ impl ServerCertVerifier for Verifier {
             .iter()
             .any(|c| c.as_ref() == end_entity.as_ref())
         {
-            // Refused as webpki says; with the dates, so that the operator reads them.
-            return Err(match (refused, dates) {
-                (rustls::Error::InvalidCertificate(CertificateError::Expired), Some((_, na))) => {
-                    rustls::Error::InvalidCertificate(CertificateError::ExpiredContext {
-                        time: now,
-                        not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(na)),
-                    })
-                }
-                (
-                    rustls::Error::InvalidCertificate(CertificateError::NotValidYet),
-                    Some((nb, _)),
-                ) => rustls::Error::InvalidCertificate(CertificateError::NotValidYetContext {
-                    time: now,
-                    not_before: UnixTime::since_unix_epoch(std::time::Duration::from_secs(nb)),
-                }),
-                (refused, _) => refused,
-            });
+            // Refused as webpki says; a date refusal with its dates, for the operator to read.
+            let dated = match &refused {
+                rustls::Error::InvalidCertificate(
+                    CertificateError::Expired | CertificateError::NotValidYet,
+                ) => dates.and_then(|d| outside_validity(now, d)),
+                _ => None,
+            };
+            return Err(dated.unwrap_or(refused));
         }
         // Listed by the operator: trusted as this server's certificate, if it is for this
         // name and valid now.
         verify_server_name(&cert, server_name)?;
-        let (not_before, not_after) = dates.ok_or(rustls::Error::InvalidCertificate(
+        let dates = dates.ok_or(rustls::Error::InvalidCertificate(
             CertificateError::BadEncoding,
         ))?;
-        let t = now.as_secs();
-        if t < not_before {
-            return Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidYetContext {
-                    time: now,
-                    not_before: UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-                        not_before,
-                    )),
-                },
-            ));
-        }
-        if t > not_after {
-            return Err(rustls::Error::InvalidCertificate(
-                CertificateError::ExpiredContext {
-                    time: now,
-                    not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-                        not_after,
-                    )),
-                },
-            ));
+        if let Some(e) = outside_validity(now, dates) {
+            return Err(e);
         }
         Ok(ServerCertVerified::assertion())
     }
@@ -165,6 +138,26 @@ impl ServerCertVerifier for Verifier {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// The refusal, with its dates, when `now` is outside `(notBefore, notAfter)`.
+fn outside_validity(now: UnixTime, (not_before, not_after): (u64, u64)) -> Option<rustls::Error> {
+    let at = |secs| UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
+    let t = now.as_secs();
+    let e = if t < not_before {
+        CertificateError::NotValidYetContext {
+            time: now,
+            not_before: at(not_before),
+        }
+    } else if t > not_after {
+        CertificateError::ExpiredContext {
+            time: now,
+            not_after: at(not_after),
+        }
+    } else {
+        return None;
+    };
+    Some(rustls::Error::InvalidCertificate(e))
 }
 
 /// `notBefore` and `notAfter` of an X.509 certificate (DER), as Unix seconds.
