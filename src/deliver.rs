@@ -233,6 +233,7 @@ pub fn unban(
         t.duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64)
     });
+    let cutoff_text = not_after.map(time::rfc3339).unwrap_or_default();
     let mut withdrawn = 0usize;
     let mut left_alone = 0usize;
     let mut first_error = None;
@@ -274,14 +275,12 @@ pub fn unban(
             match (cutoff_ms, updated) {
                 (None, _) => eligible.push(m.mitigation_id),
                 (Some(cut), Some(u)) if u <= cut => eligible.push(m.mitigation_id),
-                (Some(cut), _) => {
+                (Some(_), _) => {
                     left_alone += 1;
                     log.info(&format!(
-                        "unban {ip}: left mitigation {} alone: updated_at {} is later than this replayed unban ({} + {}s allowance)",
+                        "unban {ip}: left mitigation {} alone: updated_at {} is later than {cutoff_text} (this replayed unban, plus the clock allowance)",
                         m.mitigation_id,
                         m.updated_at.as_deref().unwrap_or("(none given)"),
-                        time::rfc3339(UNIX_EPOCH + Duration::from_millis(cut.max(0) as u64) - crate::outbox::CLOCK_ALLOWANCE),
-                        crate::outbox::CLOCK_ALLOWANCE.as_secs()
                     ));
                 }
             }
