@@ -552,7 +552,7 @@ fn main() {
             victim_ip: ip.clone(),
             direction: "incoming".into(),
             pps: Some("1000".into()),
-            action: prefixd_fastnetmon::notice::Action::Ban,
+            action: prefixd_fastnetmon::action::Action::Ban,
             details: details.clone(),
             truncated: false,
             received_ms: t0 + i as u64,

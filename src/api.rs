@@ -1,5 +1,6 @@
-//! prefixd's wire format (plain miniserde structs named like its fields) and the HTTP calls,
-//! with the operator's timeouts, retries and deadline. One ureq `Agent`, built once.
+//! prefixd's wire format (plain miniserde structs named like its fields), the HTTP calls with
+//! the operator's timeouts, retries and deadline (one ureq `Agent`, built once), and the one
+//! place that reads what an answer means: `Answer`, or the `Error` an operator acts on.
 
 use crate::config::Config;
 use crate::error::Error;
@@ -109,11 +110,12 @@ impl Client {
         let ca = match &cfg.ca_file {
             None => None,
             Some(path) => {
-                let certs: Vec<rustls::pki_types::CertificateDer<'static>> = load_ca_file(path)
-                    .map_err(Error::Config)?
-                    .iter()
-                    .map(|c| c.der().to_vec().into())
-                    .collect();
+                let certs: Vec<rustls::pki_types::CertificateDer<'static>> =
+                    crate::files::load_ca_file(path)
+                        .map_err(Error::Config)?
+                        .iter()
+                        .map(|c| c.der().to_vec().into())
+                        .collect();
                 let what = format!("PREFIXD_CA_FILE {}", path.display());
                 Some(
                     crate::tls::config(&certs)
@@ -172,7 +174,7 @@ impl Client {
     }
 
     /// One HTTP exchange, bounded by `PREFIXD_TIMEOUT` and what is left of the deadline.
-    fn once(
+    fn attempt(
         &self,
         log: &Log,
         method: &str,
@@ -194,9 +196,9 @@ impl Client {
                 let req = req
                     .header("Content-Type", "application/json")
                     .body(b.as_bytes());
-                self.run(req.map_err(|e| e.to_string())?, budget)
+                self.exchange(req.map_err(|e| e.to_string())?, budget)
             }
-            None => self.run(req.body(()).map_err(|e| e.to_string())?, budget),
+            None => self.exchange(req.body(()).map_err(|e| e.to_string())?, budget),
         };
         let took = started.elapsed().as_secs_f64();
         if result.is_ok() {
@@ -209,7 +211,7 @@ impl Client {
         result
     }
 
-    fn run<B: ureq::AsSendBody>(
+    fn exchange<B: ureq::AsSendBody>(
         &self,
         req: http::Request<B>,
         budget: Duration,
@@ -233,7 +235,7 @@ impl Client {
     /// Sends with retries on transient failures (connect errors, timeouts, 408, 429, 5xx),
     /// jittered exponential backoff, all inside the deadline. `body` is asked again for each
     /// attempt, so a ban gets a fresh `event_id` every time. Returns the first final answer.
-    pub fn call(
+    pub fn request(
         &self,
         log: &Log,
         method: &str,
@@ -245,7 +247,7 @@ impl Client {
         for attempt in 1..=self.retries {
             attempts = attempt;
             let b = body()?;
-            last = match self.once(log, method, path, b.as_deref()) {
+            last = match self.attempt(log, method, path, b.as_deref()) {
                 Ok(r) if !transient(r.status) => return Ok(r),
                 Ok(r) => format!("HTTP {}: {}", r.status, r.snippet()),
                 Err(e) => e,
@@ -320,14 +322,56 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(base * (500 + u64::from(jitter)) / 1000)
 }
 
-impl Client {
-    /// The final answer of a request that was not 2xx, as the error an operator acts on.
-    pub fn refusal(&self, what: &str, reply: &Reply) -> Error {
-        refusal(what, reply, &self.base)
+/// Which call an answer is to: a status means different things on different endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /v1/events`.
+    Events,
+    /// `GET /v1/mitigations?…`.
+    List,
+    /// `GET /v1/mitigations/{id}`.
+    Mitigation,
+    /// `POST /v1/mitigations/{id}/withdraw`.
+    Withdraw,
+    /// `GET /v1/health`.
+    Health,
+}
+
+/// prefixd's final answer, read once here (shared/prefixd-api.md, shared/prefixd-0.19.md);
+/// the rest of the program matches on it. Answers that are not a verdict on the data (token,
+/// configuration, transient) come as the `Error` an operator acts on instead.
+pub enum Answer {
+    /// 2xx: done; the body is the endpoint's (`EventReply`, `MitigationList`, …).
+    Done(Reply),
+    /// 409 to `POST /v1/events`: an event with this `event_id` was received already.
+    AlreadyReceived(Reply),
+    /// 400 or 404 to a withdraw, 404 to `GET /v1/mitigations/{id}`: not active any more, or
+    /// unknown (a withdraw's caller asks again to be sure).
+    Gone(Reply),
+    /// 422 to `POST /v1/events` about its `vector` field: a vector this prefixd does not know.
+    UnknownVector(Error),
+}
+
+impl Answer {
+    /// Reads a final reply of `endpoint` (`what`: the request, for messages; `api`: the base
+    /// URL, for the hint).
+    pub fn read(endpoint: Endpoint, what: &str, reply: Reply, api: &str) -> Result<Answer, Error> {
+        use Endpoint::*;
+        match (reply.status, endpoint) {
+            (200..=299, _) => Ok(Answer::Done(reply)),
+            (409, Events) => Ok(Answer::AlreadyReceived(reply)),
+            (400 | 404, Withdraw) | (404, Mitigation) => Ok(Answer::Gone(reply)),
+            // axum's extractor names the field it could not read: "vector: unknown variant …".
+            (422, Events) if String::from_utf8_lossy(&reply.body).contains("vector") => {
+                Ok(Answer::UnknownVector(failure(what, &reply, api)))
+            }
+            _ => Err(failure(what, &reply, api)),
+        }
     }
 }
 
-fn refusal(what: &str, reply: &Reply, api: &str) -> Error {
+/// A final answer that is not a success, as the error an operator acts on.
+fn failure(what: &str, reply: &Reply, api: &str) -> Error {
     let msg = format!("{what} answered {}: {}", reply.status, reply.snippet());
     match reply.status {
         401 | 403 => {
@@ -346,10 +390,51 @@ fn refusal(what: &str, reply: &Reply, api: &str) -> Error {
 }
 
 impl Client {
+    /// `request`, then what its final answer means.
+    pub fn ask(
+        &self,
+        log: &Log,
+        endpoint: Endpoint,
+        method: &str,
+        path: &str,
+        body: impl FnMut() -> Result<Option<String>, Error>,
+    ) -> Result<Answer, Error> {
+        let reply = self.request(log, method, path, body)?;
+        let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
+        self.read(endpoint, &what, reply)
+    }
+
+    /// What a final reply of `endpoint` means (`what`: the request, for messages).
+    pub fn read(&self, endpoint: Endpoint, what: &str, reply: Reply) -> Result<Answer, Error> {
+        Answer::read(endpoint, what, reply, &self.base)
+    }
+
+    /// An answer the caller cannot use here (a withdraw's 404 for a mitigation that is still
+    /// active, a 2xx with a body it cannot read), as the error its status means.
+    pub fn unexpected(&self, answer: Answer, what: &str) -> Error {
+        match answer {
+            Answer::UnknownVector(e) => e,
+            Answer::Done(r) | Answer::AlreadyReceived(r) | Answer::Gone(r) => {
+                failure(what, &r, &self.base)
+            }
+        }
+    }
+}
+
+impl Client {
     /// A failed exchange in words an operator can act on.
     fn describe(&self, e: ureq::Error) -> String {
-        if let Some(tls) = rustls_error(&e) {
-            return format!("TLS handshake failed: {}", self.tls_words(tls));
+        if let Some(tls) = crate::tls::rustls_error(&e) {
+            let host = self
+                .base
+                .parse::<http::Uri>()
+                .ok()
+                .and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_string()))
+                .unwrap_or_default();
+            return format!(
+                "TLS handshake failed: {}",
+                crate::tls::words(tls, &host, self.ca_file.as_deref())
+            );
         }
         match e {
             ureq::Error::Timeout(t) => format!("not reachable: timed out ({t})"),
@@ -364,89 +449,4 @@ impl Client {
             other => other.to_string(),
         }
     }
-
-    fn tls_words(&self, e: &rustls::Error) -> String {
-        use rustls::CertificateError as C;
-        let host = self
-            .base
-            .parse::<http::Uri>()
-            .ok()
-            .and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_string()))
-            .unwrap_or_default();
-        let date = |t: &rustls::pki_types::UnixTime| crate::time::rfc3339_from_unix(t.as_secs());
-        let roots = match &self.ca_file {
-            Some(p) => format!("any CA in PREFIXD_CA_FILE ({})", p.display()),
-            None => "any of the bundled Mozilla roots (set PREFIXD_CA_FILE to your CA)".into(),
-        };
-        match e {
-            rustls::Error::InvalidCertificate(c) => match c {
-                C::UnknownIssuer => format!("prefixd's certificate is not signed by {roots}"),
-                C::NotValidForNameContext { presented, .. } => {
-                    // rustls gives them as `DnsName("…")`, `IpAddress(…)`: the names alone.
-                    let names: Vec<&str> = presented
-                        .iter()
-                        .map(|p| match p.split_once('(') {
-                            Some((_, inner)) => inner.trim_end_matches(')').trim_matches('"'),
-                            None => p.as_str(),
-                        })
-                        .collect();
-                    format!(
-                        "prefixd's certificate is for {}, not {host}",
-                        names.join(", ")
-                    )
-                }
-                C::NotValidForName => format!("prefixd's certificate is not for {host}"),
-                C::ExpiredContext { not_after, .. } => {
-                    format!("prefixd's certificate expired on {}", date(not_after))
-                }
-                C::Expired => "prefixd's certificate has expired".into(),
-                C::NotValidYetContext { not_before, .. } => format!(
-                    "prefixd's certificate is not valid before {}",
-                    date(not_before)
-                ),
-                C::NotValidYet => "prefixd's certificate is not valid yet".into(),
-                // A self-signed CA:TRUE certificate (OpenSSL 3's default) that is not listed.
-                // webpki's own Display names its variant, also in appliance builds, whose
-                // derived Debug output is shallow (rustls' Display of Other goes through it).
-                C::Other(o) if o.0.to_string().contains("CaUsedAsEndEntity") => format!(
-                    "prefixd's certificate is not signed by {roots} (a self-signed certificate is trusted when that very certificate is in PREFIXD_CA_FILE)"
-                ),
-                other => format!("prefixd's certificate was refused ({other})"),
-            },
-            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
-                "prefixd speaks plain HTTP on this port (use http://)".into()
-            }
-            other => other.to_string(),
-        }
-    }
-}
-
-/// The rustls error behind a ureq error: handed over as it is, or inside an I/O error (a
-/// handshake run through `complete_io`).
-fn rustls_error(e: &ureq::Error) -> Option<&rustls::Error> {
-    match e {
-        ureq::Error::Rustls(r) => Some(r),
-        ureq::Error::Io(io) => io.get_ref()?.downcast_ref::<rustls::Error>(),
-        _ => None,
-    }
-}
-
-pub fn load_ca_file(
-    path: &std::path::Path,
-) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
-    use ureq::tls::PemItem;
-    let what = format!("PREFIXD_CA_FILE {}", path.display());
-    let pem = std::fs::read(path).map_err(|e| format!("{what}: {e}"))?;
-    let mut certs = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        match item {
-            Ok(PemItem::Certificate(c)) => certs.push(c),
-            Ok(_) => {}
-            Err(e) => return Err(format!("{what}: {e}")),
-        }
-    }
-    if certs.is_empty() {
-        return Err(format!("{what}: no PEM certificate in it"));
-    }
-    Ok(certs)
 }

@@ -2,7 +2,7 @@
 //! configuration in force with where each value came from, then one ✔/✘ line per check:
 //! env file, log, spool, CA file, rules, prefixd's health, and an authenticated request.
 
-use crate::api::{self, Client};
+use crate::api::{Answer, Client, Endpoint};
 use crate::config::{Loaded, Source};
 use crate::error::Error;
 use crate::log::Log;
@@ -10,14 +10,14 @@ use crate::spool::Spool;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Instant;
 
-struct Report {
+struct Checklist {
     lines: Vec<String>,
     /// The first failure: its exit code (78 configuration, 75 unreachable or TLS, 77 token)
     /// and what it was.
     first: Option<(u8, String)>,
 }
 
-impl Report {
+impl Checklist {
     fn ok(&mut self, what: String) {
         self.lines.push(format!("✔ {what}"));
     }
@@ -26,21 +26,14 @@ impl Report {
         self.first.get_or_insert((code, what));
     }
 
-    /// A request's answer that is not the one hoped for, said for what it is.
-    fn answered(&mut self, url: &str, reply: &api::Reply) {
-        match reply.status {
-            404 | 405 | 415 => self.fail(
-                78,
-                format!(
-                    "GET {url} -> {}: no prefixd API at this URL (check the path in PREFIXD_API)",
-                    reply.status
-                ),
-            ),
-            s => self.fail(
-                if (400..500).contains(&s) { 78 } else { 75 },
-                format!("GET {url} -> {s}: {}", reply.snippet()),
-            ),
-        }
+    /// A request that did not get the answer hoped for, said for what it is: its error's
+    /// exit code (a GET has no data to refuse: such a 4xx is configuration).
+    fn failed(&mut self, url: &str, e: &Error) {
+        let code = match e {
+            Error::Refused(_) => 78,
+            e => e.exit_code(),
+        };
+        self.fail(code, format!("GET {url} -> {e}"));
     }
 }
 
@@ -51,7 +44,7 @@ pub fn run(loaded: &Loaded, deadline: Instant, log: &Log) -> Result<(), Error> {
     for line in crate::config::describe(cfg) {
         log.stdout(&format!("  {line}\n"));
     }
-    let mut r = Report {
+    let mut r = Checklist {
         lines: Vec::new(),
         first: None,
     };
@@ -122,7 +115,7 @@ pub fn run(loaded: &Loaded, deadline: Instant, log: &Log) -> Result<(), Error> {
 
     match &cfg.ca_file {
         None => r.ok("TLS roots: the bundled Mozilla roots".into()),
-        Some(p) => match api::load_ca_file(p) {
+        Some(p) => match crate::files::load_ca_file(p) {
             Ok(certs) => r.ok(format!(
                 "CA file {}: {} certificate(s)",
                 p.display(),
@@ -157,7 +150,7 @@ pub fn run(loaded: &Loaded, deadline: Instant, log: &Log) -> Result<(), Error> {
 }
 
 /// `GET /v1/health` (public), then an authenticated `GET /v1/mitigations?limit=1`.
-fn reach(client: &Client, has_token: bool, log: &Log, r: &mut Report) {
+fn reach(client: &Client, has_token: bool, log: &Log, r: &mut Checklist) {
     #[derive(miniserde::Deserialize)]
     struct Health {
         status: Option<String>,
@@ -165,18 +158,18 @@ fn reach(client: &Client, has_token: bool, log: &Log, r: &mut Report) {
         auth_mode: Option<String>,
     }
     let started = Instant::now();
-    let health = match client.call(log, "GET", "/v1/health", || Ok(None)) {
-        Err(e) => return r.fail(75, format!("GET {} -> {e}", client.url("/v1/health"))),
-        Ok(reply) if reply.status != 200 => return r.answered(&client.url("/v1/health"), &reply),
-        Ok(reply) => reply.json::<Health>("GET /v1/health"),
+    let url = client.url("/v1/health");
+    let health = match client.ask(log, Endpoint::Health, "GET", "/v1/health", || Ok(None)) {
+        Err(e) => return r.failed(&url, &e),
+        Ok(Answer::Done(reply)) => reply.json::<Health>("GET /v1/health"),
+        Ok(other) => return r.failed(&url, &client.unexpected(other, "GET /v1/health")),
     };
     let took = started.elapsed().as_secs_f64();
     let auth_mode = match health {
         Ok(h) => {
             let auth = h.auth_mode.unwrap_or_else(|| "?".into());
             r.ok(format!(
-                "GET {} -> 200 {} (prefixd {}, auth {auth}) in {took:.3}s",
-                client.url("/v1/health"),
+                "GET {url} -> 200 {} (prefixd {}, auth {auth}) in {took:.3}s",
                 h.status.as_deref().unwrap_or("?"),
                 h.version.as_deref().unwrap_or("?")
             ));
@@ -186,17 +179,28 @@ fn reach(client: &Client, has_token: bool, log: &Log, r: &mut Report) {
     };
 
     let path = "/v1/mitigations?limit=1";
-    match client.call(log, "GET", path, || Ok(None)) {
-        Ok(reply) if reply.status == 200 => r.ok(format!("GET {} -> 200: {}", client.url(path), if has_token { "token accepted" } else { "no token needed" })),
-        Ok(reply) if matches!(reply.status, 401 | 403) => r.fail(
+    let url = client.url(path);
+    let answer = client.request(log, "GET", path, || Ok(None)).map(|reply| {
+        let status = reply.status;
+        (
+            status,
+            client.read(Endpoint::List, "GET /v1/mitigations", reply),
+        )
+    });
+    match answer {
+        Ok((_, Ok(Answer::Done(_)))) => r.ok(format!(
+            "GET {url} -> 200: {}",
+            if has_token { "token accepted" } else { "no token needed" }
+        )),
+        Ok((status, Err(Error::Unauthorized(_)))) => r.fail(
             77,
             if has_token {
-                format!("GET {} -> {}: prefixd REFUSED THE TOKEN (wrong or expired PREFIXD_TOKEN / PREFIXD_TOKEN_FILE)", client.url(path), reply.status)
+                format!("GET {url} -> {status}: prefixd REFUSED THE TOKEN (wrong or expired PREFIXD_TOKEN / PREFIXD_TOKEN_FILE)")
             } else {
-                format!("GET {} -> {}: prefixd needs a token (auth {auth_mode}) and none is set", client.url(path), reply.status)
+                format!("GET {url} -> {status}: prefixd needs a token (auth {auth_mode}) and none is set")
             },
         ),
-        Ok(reply) => r.answered(&client.url(path), &reply),
-        Err(e) => r.fail(75, format!("GET {} -> {e}", client.url(path))),
+        Ok((_, Err(e))) | Err(e) => r.failed(&url, &e),
+        Ok((_, Ok(other))) => r.failed(&url, &client.unexpected(other, "GET /v1/mitigations")),
     }
 }

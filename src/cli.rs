@@ -3,6 +3,7 @@
 //! negative PPS (`-5`) is never mistaken for a flag.
 
 use crate::config::Flags;
+use crate::notice::Notice;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -22,6 +23,18 @@ pub struct Args {
     pub direction: Option<String>,
     pub pps: Option<String>,
     pub action: Option<String>,
+}
+
+impl Args {
+    /// The notice these arguments make (parsed here, once per run), or the usage error.
+    pub fn notice(&self) -> Result<(Notice, Vec<String>), String> {
+        Notice::parse(
+            &self.ip,
+            self.direction.as_deref(),
+            self.pps.as_deref(),
+            self.action.as_deref(),
+        )
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -3,16 +3,18 @@
 //! `--check`, can name its source.
 
 use crate::envfile;
+use crate::files::{load_rules, read_env_file};
+use crate::token::{looks_like_a_token, resolve_token};
+use crate::values::{
+    parse_bool, parse_count, parse_operator, parse_seconds, parse_token, parse_url,
+};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub const DEFAULT_ENV_FILE: &str = "/etc/default/prefixd";
 pub const DEFAULT_LOG: &str = "/var/log/prefixd-fastnetmon.log";
-/// An env file larger than this is not an env file.
-const MAX_ENV_FILE: u64 = 4 * 1024 * 1024;
 
 /// How a variable's text becomes its value, with its range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -372,94 +374,6 @@ fn environment_layer(raw: &mut Raw, flags: &Flags, env: &dyn Fn(&str) -> Option<
     }
 }
 
-/// The token, from PREFIXD_TOKEN or PREFIXD_TOKEN_FILE (not both), with a warning when the
-/// file holding it is readable by others.
-fn resolve_token(
-    inline: Option<String>,
-    file: Option<PathBuf>,
-    sources: &[Origin],
-    (env_file, env_file_mode): (&str, Option<u32>),
-    warnings: &mut Vec<String>,
-    errors: &mut Vec<String>,
-) -> Option<String> {
-    let source_of = |name: &str| {
-        sources
-            .iter()
-            .find(|o| o.name == name)
-            .map_or(Source::Default, |o| o.source.clone())
-    };
-    match (inline, file) {
-        (Some(_), Some(_)) => {
-            errors.push(format!(
-                "PREFIXD_TOKEN ({}) and PREFIXD_TOKEN_FILE ({}) are both set; keep one",
-                source_of("PREFIXD_TOKEN"),
-                source_of("PREFIXD_TOKEN_FILE")
-            ));
-            None
-        }
-        (Some(t), None) => {
-            if matches!(source_of("PREFIXD_TOKEN"), Source::File { .. })
-                && env_file_mode.is_some_and(|m| m & 0o044 != 0)
-            {
-                warnings.push(format!(
-                    "{env_file} holds PREFIXD_TOKEN and is readable by group or others (chmod 600 it)"
-                ));
-            }
-            Some(t)
-        }
-        (None, Some(path)) if looks_like_a_token("PREFIXD_TOKEN_FILE", &path.to_string_lossy()) => {
-            errors.push(
-                "PREFIXD_TOKEN_FILE holds what looks like a token, not a path (not shown); put the token in a file and name the file, or set PREFIXD_TOKEN".into(),
-            );
-            None
-        }
-        (None, Some(path)) => match read_token_file(&path) {
-            Ok((t, mode)) => {
-                if mode & 0o044 != 0 {
-                    warnings.push(format!(
-                        "token file {} is readable by group or others (chmod 600 it)",
-                        path.display()
-                    ));
-                }
-                Some(t)
-            }
-            Err(e) => {
-                errors.push(format!("PREFIXD_TOKEN_FILE {}: {e}", path.display()));
-                None
-            }
-        },
-        (None, None) => None,
-    }
-}
-
-/// PREFIXD_TOKEN_FILE set to the token itself: no slash, and no such file here.
-fn looks_like_a_token(name: &str, value: &str) -> bool {
-    name == "PREFIXD_TOKEN_FILE" && !value.contains('/') && !Path::new(value).exists()
-}
-
-/// The custom vector rules (PREFIXD_VECTOR_RULES), first match wins.
-fn load_rules(
-    path: Option<&Path>,
-    warnings: &mut Vec<String>,
-    errors: &mut Vec<String>,
-) -> Vec<crate::rules::Rule> {
-    let Some(path) = path else {
-        return Vec::new();
-    };
-    match read_rules_file(path).and_then(|text| {
-        crate::rules::parse(&path.display().to_string(), &text).map_err(|e| e.join("; "))
-    }) {
-        Ok((rules, w)) => {
-            warnings.extend(w);
-            rules
-        }
-        Err(e) => {
-            errors.push(format!("PREFIXD_VECTOR_RULES {}: {e}", path.display()));
-            Vec::new()
-        }
-    }
-}
-
 /// One line per variable: `NAME = value (source)`; the token only as its length.
 pub fn describe(cfg: &Config) -> Vec<String> {
     cfg.sources
@@ -527,7 +441,7 @@ impl Resolver<'_> {
         let shown = if var.kind == Kind::Token || looks_like_a_token(name, &value) {
             format!("(set, {} chars)", value.trim().len())
         } else {
-            let mut shown = crate::notice::printable(&value, 80);
+            let mut shown = crate::pretty::printable(&value, 80);
             if value.chars().nth(80).is_some() {
                 shown.push('…');
             }
@@ -582,134 +496,6 @@ impl Resolver<'_> {
     }
 }
 
-/// A base URL, parsed as ureq will (its `http::Uri`): http or https (any case), a host, a
-/// port that is one, no credentials, query or fragment. Returned without a trailing slash,
-/// the scheme in lower case.
-pub fn parse_url(s: &str) -> Result<String, String> {
-    if s.contains(['?', '#']) || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("must be a plain base URL (no query, fragment or spaces)".into());
-    }
-    let uri: ureq::http::Uri = s.parse().map_err(|e| format!("is not a URL ({e})"))?;
-    let scheme = uri
-        .scheme_str()
-        .map(str::to_ascii_lowercase)
-        .filter(|s| s == "http" || s == "https")
-        .ok_or("must start with http:// or https://")?;
-    let authority = uri.authority().ok_or("has no host")?;
-    if authority.as_str().contains('@') {
-        return Err("must not carry credentials (use PREFIXD_TOKEN)".into());
-    }
-    if authority.host().trim_matches(['[', ']']).is_empty() {
-        return Err("has no host".into());
-    }
-    // A port that does not parse as one is dropped by the parser: say so instead.
-    let after_host = &authority.as_str()[authority.host().len()..];
-    if let Some(port) = after_host.strip_prefix(':')
-        && !matches!(port.parse::<u16>(), Ok(1..))
-    {
-        return Err(format!("port {port:?} is not a port number (1-65535)"));
-    }
-    Ok(format!(
-        "{scheme}://{authority}{}",
-        uri.path().trim_end_matches('/')
-    ))
-}
-
-fn parse_token(s: &str) -> Result<String, String> {
-    let t = s.trim();
-    if t.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
-        return Err("holds characters that cannot go in an HTTP header".into());
-    }
-    Ok(t.to_string())
-}
-
-fn parse_operator(s: &str) -> Result<String, String> {
-    if s.len() > 64 {
-        return Err("longer than 64 bytes (prefixd refuses it)".into());
-    }
-    Ok(s.to_string())
-}
-
-fn parse_count(s: &str, min: u32, max: u32) -> Result<u32, String> {
-    match s.trim().parse::<u32>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(format!("expected a whole number from {min} to {max}")),
-    }
-}
-
-/// Seconds as a decimal number ("1", "0.5"); zero only where `zero_ok`.
-pub fn parse_seconds(s: &str, zero_ok: bool) -> Result<Duration, String> {
-    let n: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| "expected a number of seconds".to_string())?;
-    if !n.is_finite() || !(0.0..=86_400.0).contains(&n) || (n == 0.0 && !zero_ok) {
-        let lo = if zero_ok { "0" } else { "more than 0" };
-        return Err(format!("expected seconds, {lo} up to 86400"));
-    }
-    Ok(Duration::from_secs_f64(n))
-}
-
-fn parse_bool(s: &str) -> Result<bool, String> {
-    match s.trim() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err("expected 1 or 0".into()),
-    }
-}
-
-/// A regular file's first `max` bytes, whether there was more, and its mode. Every file we
-/// read (env file, token file, rules) comes from an operator and is read bounded.
-fn read_bounded(path: &Path, max: u64) -> std::io::Result<(Vec<u8>, bool, u32)> {
-    use std::io::Read;
-    let file = std::fs::File::open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let mut bytes = Vec::new();
-    file.take(max + 1).read_to_end(&mut bytes)?;
-    let more = bytes.len() as u64 > max;
-    bytes.truncate(max as usize);
-    Ok((bytes, more, meta.permissions().mode()))
-}
-
-/// `Ok(None)` when the file does not exist.
-fn read_env_file(path: &str) -> Result<Option<(String, u32)>, String> {
-    let (bytes, more, mode) = match read_bounded(Path::new(path), MAX_ENV_FILE) {
-        Ok(r) => r,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.to_string()),
-    };
-    if more {
-        return Err("larger than 4 MiB; not an env file".into());
-    }
-    if bytes.contains(&0) {
-        return Err("holds NUL bytes; not a text file".into());
-    }
-    Ok(Some((String::from_utf8_lossy(&bytes).into_owned(), mode)))
-}
-
-/// The rules file, at most 1 MiB.
-fn read_rules_file(path: &Path) -> Result<String, String> {
-    const MAX: u64 = 1024 * 1024;
-    match read_bounded(path, MAX).map_err(|e| e.to_string())? {
-        (_, true, _) => Err(format!("larger than {MAX} bytes")),
-        (bytes, false, _) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-    }
-}
-
-/// The token is the first line; anything past 64 KiB is not read.
-fn read_token_file(path: &Path) -> Result<(String, u32), String> {
-    let (bytes, _, mode) = read_bounded(path, 64 * 1024).map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&bytes);
-    let token = parse_token(text.lines().next().unwrap_or(""))?;
-    if token.is_empty() {
-        return Err("first line is empty".into());
-    }
-    Ok((token, mode))
-}
-
 #[cfg(test)]
 mod tests {
 
@@ -736,7 +522,7 @@ mod tests {
         assert_eq!(c.unban_max_age, Duration::from_secs(7200));
         assert_eq!(
             c.spool.as_deref(),
-            Some(Path::new("/var/spool/prefixd-fastnetmon"))
+            Some(std::path::Path::new("/var/spool/prefixd-fastnetmon"))
         );
         assert_eq!((c.retries, c.unban_query_retries, c.debug), (3, 5, false));
         assert_eq!((c.metrics, c.ca_file, c.token), (None, None, None));
@@ -753,22 +539,16 @@ mod tests {
     }
 
     fn load_with(file: &str, env: &[(&str, &str)]) -> Loaded {
-        let dir = std::env::temp_dir().join(format!(
-            "pfn-config-{}-{}",
-            std::process::id(),
-            crate::uuid::v4().unwrap()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("prefixd");
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prefixd");
         std::fs::write(&path, file).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let flags = Flags {
             env_file: Some(path.display().to_string()),
             verbose: false,
         };
-        let loaded = load(&flags, &env_of(env));
-        std::fs::remove_dir_all(&dir).unwrap();
-        loaded
+        load(&flags, &env_of(env))
     }
 
     #[test]
@@ -870,50 +650,6 @@ mod tests {
         assert!(!l.errors.is_empty());
         for e in &l.errors {
             assert!(!e.contains("sec ret"), "{e}");
-        }
-    }
-
-    #[test]
-    fn urls_and_seconds() {
-        assert_eq!(
-            parse_url("https://p.example:8443/prefixd/").unwrap(),
-            "https://p.example:8443/prefixd"
-        );
-        assert_eq!(parse_url("http://[::1]:8080").unwrap(), "http://[::1]:8080");
-        assert_eq!(
-            parse_url("HTTPS://Prefixd.example:8443").unwrap(),
-            "https://Prefixd.example:8443"
-        );
-        assert_eq!(parse_url("http://10.0.0.5/").unwrap(), "http://10.0.0.5");
-        for bad in [
-            "http://prefixd:abc",
-            "http://127.0.0.1:99999",
-            "http://127.0.0.1:0",
-            "http://[::1",
-            "http://[::1]:",
-            "gopher://x",
-        ] {
-            let e = parse_url(bad).unwrap_err();
-            assert!(!e.is_empty(), "{bad}");
-        }
-        for bad in [
-            "localhost:8080",
-            "ftp://x",
-            "http://",
-            "http:///x",
-            "http://u:p@h",
-            "http://h/?q=1",
-            "http://h x",
-        ] {
-            assert!(parse_url(bad).is_err(), "{bad}");
-        }
-        assert_eq!(
-            parse_seconds("0.5", false).unwrap(),
-            Duration::from_millis(500)
-        );
-        assert_eq!(parse_seconds("0", true).unwrap(), Duration::ZERO);
-        for bad in ["0", "-1", "soon", "NaN", "inf", "1e9", ""] {
-            assert!(parse_seconds(bad, false).is_err(), "{bad}");
         }
     }
 }

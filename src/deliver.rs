@@ -1,26 +1,22 @@
 //! A notice → prefixd: the ban event, or the unban lookup and withdrawals, and what each
 //! answer means for the operator (log line, exit code).
 
-use crate::api::{Client, Event, EventReply, Mitigation, MitigationList, Reply, Withdraw};
+use crate::api::{
+    Answer, Client, Endpoint, Event, EventReply, Mitigation, MitigationList, Withdraw,
+};
 use crate::config::Config;
 use crate::error::Error;
 use crate::log::Log;
 use crate::notice::Notice;
 use crate::rules::{self, Rule};
-use crate::spool::Entry;
 use crate::{details, time, uuid};
 use miniserde::json::{Number, Object, Value};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// prefixd caps `limit` here; a full page means there may be more.
 const PAGE: usize = 1000;
 /// Bounds the "full page, look again" loop even against a prefixd that misbehaves.
 const MAX_PAGES: usize = 50;
-
-/// When FastNetMon called us about `entry`.
-pub fn received(entry: &Entry) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(entry.received_ms)
-}
 
 /// Which vector a ban carries, and why; and its bandwidth (the details are parsed once).
 #[derive(Clone)]
@@ -32,12 +28,12 @@ pub struct VectorChoice {
     pub builtin: &'static str,
 }
 
-pub fn choose_vector(rules: &[Rule], notice: &Notice, entry: &Entry) -> VectorChoice {
-    let parsed = details::parse(&entry.details);
+pub fn choose_vector(rules: &[Rule], notice: &Notice) -> VectorChoice {
+    let parsed = details::parse(&notice.details);
     let builtin = details::vector(&parsed, notice.victim_ip, &notice.direction);
     let facts = rules::Facts {
         details: &parsed,
-        text: &entry.details,
+        text: &notice.details,
         pps: notice.pps,
         mbps: details::mbps(&parsed, &notice.direction),
     };
@@ -60,20 +56,15 @@ pub fn choose_vector(rules: &[Rule], notice: &Notice, entry: &Entry) -> VectorCh
 
 /// The event for one ban attempt, with a fresh `event_id`. A replayed ban keeps the time
 /// FastNetMon reported it and says how late it is.
-pub fn ban_event(
-    notice: &Notice,
-    entry: &Entry,
-    replay: bool,
-    choice: &VectorChoice,
-) -> Result<Event, Error> {
+pub fn ban_event(notice: &Notice, replay: bool, choice: &VectorChoice) -> Result<Event, Error> {
     let text = |s: &str| Value::String(s.to_string());
     let mut raw = Object::new();
-    raw.insert("raw".into(), text(&entry.details));
+    raw.insert("raw".into(), text(&notice.details));
     raw.insert("direction".into(), text(&notice.direction));
     raw.insert("original_action".into(), text("ban"));
-    raw.insert("truncated".into(), Value::Bool(entry.truncated));
+    raw.insert("truncated".into(), Value::Bool(notice.truncated));
     if replay {
-        let delay = received(entry).elapsed().unwrap_or_default().as_secs();
+        let delay = notice.received().elapsed().unwrap_or_default().as_secs();
         raw.insert("replayed".into(), Value::Bool(true));
         raw.insert(
             "replay_delay_seconds".into(),
@@ -83,7 +74,7 @@ pub fn ban_event(
     Ok(Event {
         event_id: uuid::v4()
             .map_err(|e| Error::Internal(format!("no randomness for event_id: {e}")))?,
-        timestamp: time::rfc3339(received(entry)),
+        timestamp: time::rfc3339(notice.received()),
         source: "fastnetmon".into(),
         victim_ip: notice.victim_ip.to_string(),
         vector: choice.vector.clone(),
@@ -101,44 +92,56 @@ pub fn ban(
     rules: &[Rule],
     log: &Log,
     notice: &Notice,
-    entry: &Entry,
     replay: bool,
 ) -> Result<(), Error> {
-    let choice = choose_vector(rules, notice, entry);
-    let (status, result) = post_ban(client, log, notice, entry, replay, &choice);
-    // Only a 422 about the vector ("vector: unknown variant …"); a guardrail's 422 (safelist,
-    // quota) would refuse the built-in vector just the same.
-    let about_vector = matches!(&result, Err(Error::Refused(m)) if m.contains("vector"));
-    match (status, &choice.rule) {
-        (Some(422), Some(rule)) if choice.vector != choice.builtin && about_vector => {
+    let choice = choose_vector(rules, notice);
+    match post_ban(client, log, notice, replay, &choice) {
+        // Only a 422 about the vector; a guardrail's 422 (safelist, quota) would refuse the
+        // built-in vector just the same.
+        Err(Refusal::Vector(_)) if choice.rule.is_some() && choice.vector != choice.builtin => {
             log.warn(&format!(
-                "prefixd refused vector {} from rule {rule}; sending the built-in vector {} instead",
-                choice.vector, choice.builtin
+                "prefixd refused vector {} from rule {}; sending the built-in vector {} instead",
+                choice.vector,
+                choice.rule.as_deref().unwrap_or("?"),
+                choice.builtin
             ));
             let builtin = VectorChoice {
                 vector: choice.builtin.into(),
                 rule: None,
                 ..choice.clone()
             };
-            post_ban(client, log, notice, entry, replay, &builtin).1
+            post_ban(client, log, notice, replay, &builtin).map_err(Refusal::into_error)
         }
-        _ => result,
+        r => r.map_err(Refusal::into_error),
     }
 }
 
-/// One ban, retried as `Client::call` does; the final HTTP status (if any) and the outcome.
+/// Why a ban did not go: prefixd does not know its vector, or anything else.
+enum Refusal {
+    Vector(Error),
+    Other(Error),
+}
+
+impl Refusal {
+    fn into_error(self) -> Error {
+        match self {
+            Refusal::Vector(e) | Refusal::Other(e) => e,
+        }
+    }
+}
+
+/// One ban, retried as `Client::request` does.
 fn post_ban(
     client: &Client,
     log: &Log,
     notice: &Notice,
-    entry: &Entry,
     replay: bool,
     choice: &VectorChoice,
-) -> (Option<u16>, Result<(), Error>) {
+) -> Result<(), Refusal> {
     // The log line of the last attempt; the event itself (details and all) is not kept.
     let mut sent: Option<(String, String)> = None;
-    let reply = client.call(log, "POST", "/v1/events", || {
-        let event = ban_event(notice, entry, replay, choice)?;
+    let answer = client.ask(log, Endpoint::Events, "POST", "/v1/events", || {
+        let event = ban_event(notice, replay, choice)?;
         let body = miniserde::json::to_string(&event);
         let what = format!(
             "ban {} vector={} pps={} bps={} event_id={}",
@@ -152,7 +155,7 @@ fn post_ban(
         Ok(Some(body))
     });
     let Some((mut what, timestamp)) = sent else {
-        return (None, reply.map(|_| ()));
+        return answer.map(|_| ()).map_err(Refusal::Other);
     };
     if let Some(rule) = &choice.rule {
         what.push_str(&format!(" rule={rule}"));
@@ -160,15 +163,8 @@ fn post_ban(
     if replay {
         what.push_str(&format!(" (replayed from the spool, received {timestamp})"));
     }
-    let reply = match reply {
-        Ok(r) => r,
-        Err(e) => {
-            log.error(&format!("{what} -> {e}"));
-            return (None, Err(e));
-        }
-    };
-    let result = match reply.status {
-        200..=299 => {
+    match answer {
+        Ok(Answer::Done(reply)) => {
             match reply.json::<EventReply>("POST /v1/events") {
                 Ok(r) => log.info(&format!(
                     "{what} -> {} {} mitigation_id={}",
@@ -181,20 +177,27 @@ fn post_ban(
             }
             Ok(())
         }
-        409 => {
+        Ok(Answer::AlreadyReceived(reply)) => {
             log.info(&format!(
                 "{what} -> 409 already received: {}",
                 reply.snippet()
             ));
             Ok(())
         }
-        _ => {
-            let e = client.refusal("POST /v1/events", &reply);
+        Ok(Answer::UnknownVector(e)) => {
             log.error(&format!("{what} -> {e}"));
-            Err(e)
+            Err(Refusal::Vector(e))
         }
-    };
-    (Some(reply.status), result)
+        Ok(other) => {
+            let e = client.unexpected(other, "POST /v1/events");
+            log.error(&format!("{what} -> {e}"));
+            Err(Refusal::Other(e))
+        }
+        Err(e) => {
+            log.error(&format!("{what} -> {e}"));
+            Err(Refusal::Other(e))
+        }
+    }
 }
 
 fn opt(v: Option<i64>) -> String {
@@ -313,20 +316,17 @@ pub fn unban(
 }
 
 fn lookup(client: &Client, log: &Log, ip: &str) -> Result<MitigationList, Error> {
-    let path = lookup_path(ip);
-    let reply = client
-        .call(log, "GET", &path, || Ok(None))
-        .inspect_err(|e| log.error(&format!("unban {ip}: lookup -> {e}")))?;
-    let what = "GET /v1/mitigations";
-    if reply.status != 200 {
-        let e = client.refusal(what, &reply);
+    let failed = |e: Error| {
         log.error(&format!("unban {ip}: lookup -> {e}"));
-        return Err(e);
+        e
+    };
+    match client.ask(log, Endpoint::List, "GET", &lookup_path(ip), || Ok(None)) {
+        Ok(Answer::Done(reply)) => reply
+            .json("GET /v1/mitigations")
+            .map_err(|m| failed(Error::NotDelivered(m))),
+        Ok(other) => Err(failed(client.unexpected(other, "GET /v1/mitigations"))),
+        Err(e) => Err(failed(e)),
     }
-    reply.json(what).map_err(|m| {
-        log.error(&format!("unban {ip}: lookup -> {m}"));
-        Error::NotDelivered(m)
-    })
 }
 
 fn withdraw(client: &Client, log: &Log, ip: &str, id: &str, body: &str) -> Result<(), Error> {
@@ -336,9 +336,10 @@ fn withdraw(client: &Client, log: &Log, ip: &str, id: &str, body: &str) -> Resul
         )));
     }
     let path = format!("/v1/mitigations/{id}/withdraw");
-    let reply = client.call(log, "POST", &path, || Ok(Some(body.to_string())))?;
-    match reply.status {
-        200..=299 => {
+    match client.ask(log, Endpoint::Withdraw, "POST", &path, || {
+        Ok(Some(body.to_string()))
+    })? {
+        Answer::Done(reply) => {
             log.info(&format!(
                 "unban {ip}: withdrew mitigation {id} -> {}",
                 reply.status
@@ -346,17 +347,14 @@ fn withdraw(client: &Client, log: &Log, ip: &str, id: &str, body: &str) -> Resul
             Ok(())
         }
         // Not active any more, or unknown: gone already if a fresh look agrees.
-        400 | 404 => match still_active(client, log, id)? {
-            false => {
-                log.info(&format!(
-                    "unban {ip}: mitigation {id} already gone (withdraw answered {})",
-                    reply.status
-                ));
-                Ok(())
-            }
-            true => Err(client.refusal(&format!("POST {path}"), &reply)),
-        },
-        _ => Err(client.refusal(&format!("POST {path}"), &reply)),
+        Answer::Gone(reply) if !still_active(client, log, id)? => {
+            log.info(&format!(
+                "unban {ip}: mitigation {id} already gone (withdraw answered {})",
+                reply.status
+            ));
+            Ok(())
+        }
+        other => Err(client.unexpected(other, &format!("POST {path}"))),
     }
 }
 
@@ -366,23 +364,23 @@ fn still_active(client: &Client, log: &Log, id: &str) -> Result<bool, Error> {
         status: Option<String>,
     }
     let what = format!("GET /v1/mitigations/{id}");
-    let reply: Reply = client.call(log, "GET", &format!("/v1/mitigations/{id}"), || Ok(None))?;
-    match reply.status {
-        404 => Ok(false),
-        200 => {
+    let path = format!("/v1/mitigations/{id}");
+    match client.ask(log, Endpoint::Mitigation, "GET", &path, || Ok(None))? {
+        Answer::Gone(_) => Ok(false),
+        Answer::Done(reply) => {
             let one: One = reply.json(&what).map_err(Error::NotDelivered)?;
             Ok(matches!(
                 one.status.as_deref(),
                 Some("pending" | "active" | "escalated")
             ))
         }
-        _ => Err(client.refusal(&what, &reply)),
+        other => Err(client.unexpected(other, &what)),
     }
 }
 
 /// `--dry-run`: what a real run would send (request lines, headers, indented JSON, and which
 /// rule chose the vector); nothing is sent.
-pub fn dry_run(cfg: &Config, n: &Notice, entry: &Entry) -> Result<String, Error> {
+pub fn dry_run(cfg: &Config, n: &Notice) -> Result<String, Error> {
     use std::fmt::Write;
     let mut out = String::new();
     let auth = if cfg.token.is_some() {
@@ -390,8 +388,8 @@ pub fn dry_run(cfg: &Config, n: &Notice, entry: &Entry) -> Result<String, Error>
     } else {
         ""
     };
-    if n.action == crate::notice::Action::Ban {
-        let choice = choose_vector(&cfg.rules, n, entry);
+    if n.action == crate::action::Action::Ban {
+        let choice = choose_vector(&cfg.rules, n);
         let _ = match &choice.rule {
             Some(rule) => writeln!(
                 out,
@@ -404,7 +402,7 @@ pub fn dry_run(cfg: &Config, n: &Notice, entry: &Entry) -> Result<String, Error>
                 choice.vector
             ),
         };
-        let body = miniserde::json::to_string(&ban_event(n, entry, false, &choice)?);
+        let body = miniserde::json::to_string(&ban_event(n, false, &choice)?);
         let _ = writeln!(
             out,
             "POST {}/v1/events\n{auth}Content-Type: application/json\n\n{}",
@@ -416,7 +414,7 @@ pub fn dry_run(cfg: &Config, n: &Notice, entry: &Entry) -> Result<String, Error>
             out,
             "GET {}{}\n{auth}",
             cfg.api,
-            lookup_path(&entry.victim_ip)
+            lookup_path(&n.victim_ip.to_string())
         );
         let _ = writeln!(
             out,

@@ -1,23 +1,29 @@
-//! prefixd-fastnetmon as a library: the binary in `main.rs` wires these together; the fuzz
-//! targets and tests call the pure parsers directly.
+//! prefixd-fastnetmon as a library: the binary in `main.rs` wires these together. Only what the
+//! integration tests, the fuzz targets and the bench need is public; the rest is the crate's
+//! own, so the compiler reports what nothing uses.
 
+pub mod action;
 pub mod api;
-pub mod check;
+mod check;
 pub mod cli;
 pub mod config;
 pub mod deliver;
 pub mod details;
 pub mod envfile;
 pub mod error;
+mod files;
+pub mod lifecycle;
 pub mod log;
-pub mod metrics;
+mod metrics;
 pub mod modes;
 pub mod notice;
-pub mod outbox;
+mod outbox;
 pub mod pretty;
-pub mod rules;
+mod rules;
 pub mod spool;
-pub mod status;
+mod status;
 pub mod time;
-pub mod tls;
-pub mod uuid;
+mod tls;
+mod token;
+mod uuid;
+mod values;

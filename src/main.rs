@@ -1,13 +1,13 @@
 //! prefixd-fastnetmon: FastNetMon's notify hook → prefixd's HTTP API.
 //!
-//! argv + stdin + env file + process env → Entry (what FastNetMon told us) + Config
+//! argv + stdin + env file + process env → Notice (what FastNetMon told us) + Config
 //!   → outbox: deliver now, or keep in the spool, in order → log lines → exit code.
 
+use prefixd_fastnetmon::cli::{self, Mode};
 use prefixd_fastnetmon::error::Error;
 use prefixd_fastnetmon::modes::{self, Run};
-use prefixd_fastnetmon::{cli, config, log, outbox};
+use prefixd_fastnetmon::{config, lifecycle, log};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 fn main() -> ExitCode {
@@ -27,23 +27,28 @@ fn main() -> ExitCode {
         }
     };
     match cli.mode {
-        cli::Mode::Help => {
+        Mode::Help => {
             print!("{}", cli::help());
             return ExitCode::SUCCESS;
         }
-        cli::Mode::Version => {
+        Mode::Version => {
             println!("{}", cli::version());
             return ExitCode::SUCCESS;
         }
         _ => {}
     }
-    let dry_run = matches!(cli.mode, cli::Mode::DryRun(_));
     let loaded = config::load(&cli.flags, &env);
     let cfg = &loaded.config;
-    let subject = match &cli.mode {
-        cli::Mode::Notify(args) | cli::Mode::DryRun(args) => modes::subject(args),
-        _ => String::new(),
+    // FastNetMon's arguments, parsed once; every log line of the run names its notice.
+    let (parsed, subject) = match &cli.mode {
+        Mode::Notify(args) | Mode::DryRun(args) => {
+            let parsed = args.notice();
+            let subject = modes::subject(args, &parsed);
+            (Some(parsed), subject)
+        }
+        _ => (None, String::new()),
     };
+    let dry_run = matches!(cli.mode, Mode::DryRun(_));
     let log = log::Log::open(
         if dry_run { "-" } else { &cfg.log },
         cfg.debug,
@@ -58,12 +63,11 @@ fn main() -> ExitCode {
         cfg.env_file,
         config::describe(cfg).join(", ")
     ));
-    if cfg.debug && matches!(cli.mode, cli::Mode::Notify(_)) {
+    if cfg.debug && matches!(cli.mode, Mode::Notify(_)) {
         log.debug(&modes::how_called(&cfg.log));
     }
     let deadline = started + cfg.deadline;
-    let pending = Arc::new(outbox::Pending::default());
-    outbox::start_watchdog(cfg, subject, pending.clone());
+    let pending = lifecycle::start_watchdog(cfg, &log, subject);
 
     let run = Run {
         flags: &cli.flags,
@@ -71,30 +75,15 @@ fn main() -> ExitCode {
         log: &log,
         deadline,
     };
-    let result = match &cli.mode {
-        cli::Mode::Notify(args) | cli::Mode::DryRun(args) => {
-            modes::notify(&run, args, received, dry_run, &pending)
-        }
-        cli::Mode::Flush => modes::flush(&run),
-        cli::Mode::Check => {
-            log.stdout(&format!("{}\n", cli::version()));
-            prefixd_fastnetmon::check::run(&loaded, deadline, &log)
-        }
-        cli::Mode::Status => modes::status(&loaded, &log, cli.flags.verbose),
-        cli::Mode::Help | cli::Mode::Version => Ok(()),
+    let result = match (&cli.mode, parsed) {
+        (Mode::Notify(args), Some(p)) => modes::notify(&run, args, p, received, &pending),
+        (Mode::DryRun(args), Some(p)) => modes::dry_run(&run, args, p, received),
+        (Mode::Flush, _) => modes::flush(&run),
+        (Mode::Check, _) => modes::check(&run),
+        (Mode::Status, _) => modes::status(&loaded, &log, cli.flags.verbose),
+        _ => Ok(()),
     };
-    if matches!(cli.mode, cli::Mode::Notify(_) | cli::Mode::Flush) {
-        modes::publish_metrics(cfg, &log, deadline);
-    }
-    let code = match result {
-        Ok(()) => 0,
-        Err(e) => {
-            if dry_run || !matches!(cli.mode, cli::Mode::Notify(_) | cli::Mode::Status) {
-                log.stderr(&format!("prefixd-fastnetmon: {e}\n"));
-            }
-            e.exit_code()
-        }
-    };
+    let code = result.map_or_else(|e| e.exit_code(), |()| 0);
     log.debug(&format!(
         "exit {code} after {:.3}s",
         started.elapsed().as_secs_f64()

@@ -4,7 +4,7 @@
 //! at its end the running totals in a small state file are updated under a lock and the
 //! `PREFIXD_METRICS` file is rewritten atomically (tmp in the same directory → rename).
 
-use crate::notice::Action;
+use crate::action::Action;
 use crate::spool::{self, Name, Spool};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -159,12 +159,6 @@ impl Totals {
     pub fn last_delivery(&self) -> Option<f64> {
         self.last_delivery
     }
-
-    pub fn notices(&self, action: &str, fate: Fate) -> u64 {
-        let a = ACTIONS.iter().position(|(_, n)| *n == action);
-        let f = FATES.iter().position(|(x, _)| *x == fate);
-        a.zip(f).map_or(0, |(a, f)| self.notices[a][f])
-    }
 }
 
 /// What the spool holds now: notices, and the age of the oldest.
@@ -312,8 +306,8 @@ mod tests {
         assert_eq!(back, t);
         let mut sum = back.clone();
         sum.add(&t);
-        assert_eq!(sum.notices("ban", Fate::Delivered), 14);
-        assert_eq!(sum.notices("unban", Fate::Kept), 4);
+        assert_eq!(sum.notices[0][0], 14, "ban delivered");
+        assert_eq!(sum.notices[1][1], 4, "unban kept");
         assert_eq!(sum.buckets[3], 8);
         assert_eq!(
             Totals::parse("garbage\nban.delivered x\nbucket99 5\n"),

@@ -1,13 +1,16 @@
 //! What each mode does with a loaded configuration: FastNetMon's call (and `--dry-run`),
-//! `--flush`, `--status`, and the metrics after a run. `main` picks one and maps its outcome
-//! to the exit code.
+//! `--flush`, `--check`, `--status`. Each says what it prints and whether it writes the
+//! metrics; `main` picks one and maps its outcome to the exit code.
 
+use crate::action::Action;
 use crate::error::Error;
-use crate::spool::{Entry, Spool};
-use crate::{api, cli, config, deliver, log, notice, outbox};
+use crate::notice::{self, Notice};
+use crate::outbox::Pending;
+use crate::spool::Spool;
+use crate::{api, cli, config, deliver, lifecycle, log, outbox};
 use std::io::IsTerminal;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 /// What every mode works with.
 #[derive(Clone, Copy)]
@@ -18,14 +21,41 @@ pub struct Run<'a> {
     pub deadline: Instant,
 }
 
-/// FastNetMon's call (or `--dry-run`): read the details, validate the notice, then deliver it
-/// or keep it.
+/// FastNetMon's call: read the details, validate the notice (parsed once, by `main`), then
+/// deliver it or keep it. Writes the metrics; prints nothing (FastNetMon reads our stdout on
+/// unban and discards stderr: the log says it all).
 pub fn notify(
     run: &Run,
     args: &cli::Args,
+    parsed: Parsed,
     received: SystemTime,
-    dry_run: bool,
-    pending: &outbox::Pending,
+    pending: &Pending,
+) -> Result<(), Error> {
+    let result = notify_or_dry_run(run, args, parsed, received, Some(pending));
+    publish_metrics(&run.loaded.config, run.log, run.deadline);
+    result
+}
+
+/// `--dry-run`: the request(s) a notify run would send, on stdout; errors on stderr too.
+pub fn dry_run(
+    run: &Run,
+    args: &cli::Args,
+    parsed: Parsed,
+    received: SystemTime,
+) -> Result<(), Error> {
+    notify_or_dry_run(run, args, parsed, received, None).inspect_err(|e| to_stderr(run.log, e))
+}
+
+/// The argument check's outcome: the notice and its warnings, or the usage error.
+pub type Parsed = Result<(Notice, Vec<String>), String>;
+
+/// `pending`: None for a dry run.
+fn notify_or_dry_run(
+    run: &Run,
+    args: &cli::Args,
+    parsed: Parsed,
+    received: SystemTime,
+    pending: Option<&Pending>,
 ) -> Result<(), Error> {
     let Run {
         flags,
@@ -53,39 +83,27 @@ pub fn notify(
     } else {
         Default::default()
     };
-    let (n, warnings) = notice::from_args(args)
+    let (n, warnings) = parsed
         .map_err(Error::Usage)
         .inspect_err(|e| log.error(&format!("{e}; nothing sent")))?;
     for w in warnings {
         log.warn(&w);
     }
-    if n.action == notice::Action::AttackDetails {
+    let notice = n.with_details(details, received);
+    if notice.action == Action::AttackDetails {
         log.info(&format!(
             "attack_details {} {} pps={}: logged only, nothing sent",
-            n.victim_ip,
-            n.direction,
+            notice.victim_ip,
+            notice.direction,
             args.pps.as_deref().unwrap_or("0")
         ));
         return Ok(());
     }
-    let entry = Arc::new(Entry {
-        victim_ip: n.victim_ip.to_string(),
-        direction: n.direction.clone(),
-        pps: args.pps.clone(),
-        action: n.action,
-        details: details.text,
-        truncated: details.truncated,
-        received_ms: received
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64,
-        attempts: None,
-        last_error: None,
-    });
-    if dry_run {
-        log.stdout(&deliver::dry_run(cfg, &n, &entry)?);
+    let Some(pending) = pending else {
+        log.stdout(&deliver::dry_run(cfg, &notice)?);
         return Ok(());
-    }
+    };
+    let entry = Arc::new(notice.entry());
 
     let spool = outbox::open_spool(cfg.spool.as_deref());
     if let Err(why) = &spool {
@@ -116,12 +134,16 @@ pub fn notify(
         client: &client,
         deadline,
     };
-    let result = outbox::handle(&ctx, &spool, &entry, pending);
+    let result = outbox::handle(&ctx, &spool, &notice, &entry, pending);
     // prefixd answers: a good moment for what the spool holds, without keeping FastNetMon.
     if let (Ok(()), Ok(spool)) = (&result, &spool) {
-        outbox::flush_in_background(spool, flags, log);
+        lifecycle::flush_in_background(spool, flags, log);
     }
     result
+}
+
+fn to_stderr(log: &log::Log, e: &Error) {
+    log.stderr(&format!("prefixd-fastnetmon: {e}\n"));
 }
 
 /// Logs every configuration error; the first one is the run's error (exit 78).
@@ -132,8 +154,21 @@ fn config_errors(loaded: &config::Loaded, log: &log::Log) -> Option<Error> {
     loaded.errors.first().map(|e| Error::Config(e.clone()))
 }
 
-/// `--flush`: deliver what the spool holds.
+/// `--flush`: deliver what the spool holds. Writes the metrics; errors go to stderr too (a
+/// systemd unit's journal, a cron mail).
 pub fn flush(run: &Run) -> Result<(), Error> {
+    let result = flush_spool(run).inspect_err(|e| to_stderr(run.log, e));
+    publish_metrics(&run.loaded.config, run.log, run.deadline);
+    result
+}
+
+/// `--check`: the doctor's report on stdout; its first failure on stderr too.
+pub fn check(run: &Run) -> Result<(), Error> {
+    run.log.stdout(&format!("{}\n", cli::version()));
+    crate::check::run(run.loaded, run.deadline, run.log).inspect_err(|e| to_stderr(run.log, e))
+}
+
+fn flush_spool(run: &Run) -> Result<(), Error> {
     let Run {
         loaded,
         log,
@@ -193,7 +228,7 @@ pub fn status(loaded: &config::Loaded, log: &log::Log, verbose: bool) -> Result<
 }
 
 /// The running totals and the node_exporter file (PREFIXD_METRICS); a failure is a warning.
-pub fn publish_metrics(cfg: &config::Config, log: &log::Log, deadline: Instant) {
+fn publish_metrics(cfg: &config::Config, log: &log::Log, deadline: Instant) {
     let Some(path) = &cfg.metrics else {
         return;
     };
@@ -205,10 +240,11 @@ pub fn publish_metrics(cfg: &config::Config, log: &log::Log, deadline: Instant) 
     }
 }
 
-/// `ban 203.0.113.10`: what every log line of a notify run names.
-pub fn subject(args: &cli::Args) -> String {
-    match notice::from_args(args) {
-        Ok((n, _)) => format!("{} {}", n.action.as_str(), n.victim_ip),
+/// `ban 203.0.113.10`: what every log line of a notify run names; as given when the
+/// arguments do not parse.
+pub fn subject(args: &cli::Args, parsed: &Parsed) -> String {
+    match parsed {
+        Ok((n, _)) => n.subject(),
         Err(_) => format!(
             "{} {}",
             args.action.as_deref().unwrap_or("ban"),

@@ -2,142 +2,157 @@
 //! text from stdin. Validation here decides what is a usage error (64) and what is only a
 //! warning: a notice is never dropped for a field prefixd can live without.
 
+use crate::action::Action;
+use crate::pretty::printable;
+use crate::spool::Entry;
 use std::io::Read;
 use std::net::IpAddr;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What we keep of stdin for `raw_details.raw`; the rest is read and discarded.
 pub const KEEP_DETAILS: usize = 256 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Ban,
-    Unban,
-    /// FastNetMon ≤ 1.2.5 sends this after a ban with a packet dump; it is not a new ban.
-    AttackDetails,
-}
-
-impl std::fmt::Display for Action {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-// In the spool file an action is its name, as FastNetMon spells it.
-impl miniserde::Serialize for Action {
-    fn begin(&self) -> miniserde::ser::Fragment<'_> {
-        miniserde::ser::Fragment::Str(self.as_str().into())
-    }
-}
-
-miniserde::make_place!(Place);
-
-impl miniserde::de::Visitor for Place<Action> {
-    fn string(&mut self, s: &str) -> miniserde::Result<()> {
-        self.out = Some(Action::parse(s).ok_or(miniserde::Error)?);
-        Ok(())
-    }
-}
-
-impl miniserde::Deserialize for Action {
-    fn begin(out: &mut Option<Self>) -> &mut dyn miniserde::de::Visitor {
-        Place::new(out)
-    }
-}
-
-impl Action {
-    pub fn parse(s: &str) -> Option<Action> {
-        match s {
-            "ban" => Some(Action::Ban),
-            "unban" => Some(Action::Unban),
-            "attack_details" => Some(Action::AttackDetails),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Ban => "ban",
-            Action::Unban => "unban",
-            Action::AttackDetails => "attack_details",
-        }
-    }
-}
-
+/// One FastNetMon call, parsed once: from argv when FastNetMon calls, or from its spooled
+/// `Entry` when the spool replays it. The two convert into each other directly.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notice {
     /// Canonical text (RFC 5952 for IPv6): prefixd matches `victim_ip` byte for byte.
     pub victim_ip: IpAddr,
     pub direction: String,
+    /// None: FastNetMon's PPS was not a non-negative integer (sent as `null`).
     pub pps: Option<i64>,
     pub action: Action,
+    /// The details text from stdin (ban), at most `KEEP_DETAILS` bytes.
+    pub details: String,
+    /// The details were cut at `KEEP_DETAILS` or at the deadline.
+    pub truncated: bool,
+    /// Milliseconds since the epoch when FastNetMon called us.
+    pub received_ms: u64,
+    /// PPS as FastNetMon wrote it, so that a spooled copy reads exactly as it came.
+    pps_given: Option<String>,
 }
 
-/// Validates the arguments. `Err` is a usage error; the `Vec` holds warnings.
-pub fn from_args(args: &crate::cli::Args) -> Result<(Notice, Vec<String>), String> {
-    let mut warnings = Vec::new();
-    let victim_ip: IpAddr = args.ip.parse().map_err(|_| {
-        format!(
-            "IP {:?} is not a bare IPv4 or IPv6 address",
-            printable(&args.ip, 64)
-        )
-    })?;
-    let given = args.action.as_deref().unwrap_or("ban");
-    let action = Action::parse(given).ok_or_else(|| {
-        format!(
-            "unknown ACTION {:?} (expected ban, unban or attack_details)",
-            printable(given, 64)
-        )
-    })?;
-    let direction = args.direction.clone().unwrap_or_else(|| "incoming".into());
-    if !matches!(
-        direction.as_str(),
-        "incoming" | "outgoing" | "other" | "internal" | "unknown"
-    ) {
-        warnings.push(format!(
-            "unexpected DIRECTION {:?}; sent as given",
-            printable(&direction, 64)
-        ));
-    }
-    let direction = printable(&direction, 64);
-    let pps = match args.pps.as_deref() {
-        None => Some(0),
-        Some(p) => match p.parse::<u64>().ok().and_then(|n| i64::try_from(n).ok()) {
-            Some(n) => Some(n),
-            None => {
-                warnings.push(format!(
-                    "PPS {:?} is not a non-negative integer; sent as null",
-                    printable(p, 64)
-                ));
-                None
-            }
-        },
-    };
-    Ok((
-        Notice {
-            victim_ip,
+impl Notice {
+    /// Validates FastNetMon's positional arguments (`IP [DIRECTION [PPS [ACTION]]]`, defaults
+    /// as the bash script's). `Err` is a usage error; the `Vec` holds warnings. Details and
+    /// the time received are set with `with_details`.
+    pub fn parse(
+        ip: &str,
+        direction: Option<&str>,
+        pps: Option<&str>,
+        action: Option<&str>,
+    ) -> Result<(Notice, Vec<String>), String> {
+        let mut warnings = Vec::new();
+        let victim_ip: IpAddr = ip.parse().map_err(|_| {
+            format!(
+                "IP {:?} is not a bare IPv4 or IPv6 address",
+                printable(ip, 64)
+            )
+        })?;
+        let given = action.unwrap_or("ban");
+        let action = Action::parse(given).ok_or_else(|| {
+            format!(
+                "unknown ACTION {:?} (expected ban, unban or attack_details)",
+                printable(given, 64)
+            )
+        })?;
+        let direction = direction.unwrap_or("incoming");
+        if !matches!(
             direction,
-            pps,
-            action,
-        },
-        warnings,
-    ))
+            "incoming" | "outgoing" | "other" | "internal" | "unknown"
+        ) {
+            warnings.push(format!(
+                "unexpected DIRECTION {:?}; sent as given",
+                printable(direction, 64)
+            ));
+        }
+        let parsed_pps = match pps {
+            None => Some(0),
+            Some(p) => match p.parse::<u64>().ok().and_then(|n| i64::try_from(n).ok()) {
+                Some(n) => Some(n),
+                None => {
+                    warnings.push(format!(
+                        "PPS {:?} is not a non-negative integer; sent as null",
+                        printable(p, 64)
+                    ));
+                    None
+                }
+            },
+        };
+        Ok((
+            Notice {
+                victim_ip,
+                direction: printable(direction, 64),
+                pps: parsed_pps,
+                action,
+                details: String::new(),
+                truncated: false,
+                received_ms: 0,
+                pps_given: pps.map(str::to_string),
+            },
+            warnings,
+        ))
+    }
+
+    /// The notice with what FastNetMon wrote on stdin, received at `received`.
+    pub fn with_details(mut self, details: RawDetails, received: SystemTime) -> Notice {
+        self.details = details.text;
+        self.truncated = details.truncated;
+        self.received_ms = received
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+
+    /// A spooled notice, as FastNetMon gave it. It was valid when it came; warnings were
+    /// logged then. `Err`: a file edited by hand, or written by something else.
+    pub fn from_entry(e: &Entry) -> Result<Notice, String> {
+        let (n, _) = Notice::parse(
+            &e.victim_ip,
+            Some(&e.direction),
+            e.pps.as_deref(),
+            Some(e.action.as_str()),
+        )?;
+        Ok(Notice {
+            details: e.details.clone(),
+            truncated: e.truncated,
+            received_ms: e.received_ms,
+            ..n
+        })
+    }
+
+    /// The notice as the spool keeps it, with no attempt recorded yet.
+    pub fn entry(&self) -> Entry {
+        Entry {
+            victim_ip: self.victim_ip.to_string(),
+            direction: self.direction.clone(),
+            pps: self.pps_given.clone(),
+            action: self.action,
+            details: self.details.clone(),
+            truncated: self.truncated,
+            received_ms: self.received_ms,
+            attempts: None,
+            last_error: None,
+        }
+    }
+
+    /// When FastNetMon called us about it.
+    pub fn received(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.received_ms)
+    }
+
+    /// `ban 203.0.113.10`: what every log line about it names.
+    pub fn subject(&self) -> String {
+        format!("{} {}", self.action, self.victim_ip)
+    }
 }
 
-/// At most `max` characters, control characters replaced: for logs, messages and prefixd's
-/// reason.
-pub fn printable(s: &str, max: usize) -> String {
-    s.chars()
-        .take(max)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
-/// The details text: stdin read to EOF (FastNetMon fails its write otherwise), the first
-/// `KEEP_DETAILS` bytes kept. A terminal is not read (someone running us by hand).
+/// The details text as read from stdin: read to EOF (FastNetMon fails its write otherwise),
+/// the first `KEEP_DETAILS` bytes kept. A terminal is not read (someone running us by hand).
+/// (`details::Details` is what is parsed out of it.)
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Details {
+pub struct RawDetails {
     pub text: String,
     pub truncated: bool,
 }
@@ -149,9 +164,9 @@ pub fn read_details_until(
     input: impl Read + Send + 'static,
     is_terminal: bool,
     until: Instant,
-) -> std::io::Result<(Details, bool)> {
+) -> std::io::Result<(RawDetails, bool)> {
     if is_terminal {
-        return Ok((Details::default(), false));
+        return Ok((RawDetails::default(), false));
     }
     let shared = Arc::new((Mutex::new(Reading::default()), Condvar::new()));
     let s = shared.clone();
@@ -178,7 +193,7 @@ pub fn read_details_until(
         Some(Err(e)) => Err(e),
         // All read: the bytes move into the text instead of being copied.
         _ => Ok((
-            Details {
+            RawDetails {
                 text: String::from_utf8(std::mem::take(&mut r.kept))
                     .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
                 truncated: r.truncated,
@@ -216,8 +231,8 @@ fn read_into(mut input: impl Read, state: &Mutex<Reading>) -> std::io::Result<()
     }
 }
 
-fn details_of(r: &Reading) -> Details {
-    Details {
+fn details_of(r: &Reading) -> RawDetails {
+    RawDetails {
         text: String::from_utf8_lossy(&r.kept).into_owned(),
         truncated: r.truncated,
     }
@@ -226,20 +241,25 @@ fn details_of(r: &Reading) -> Details {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Args;
 
-    fn args(ip: &str, dir: Option<&str>, pps: Option<&str>, action: Option<&str>) -> Args {
-        Args {
-            ip: ip.into(),
-            direction: dir.map(Into::into),
-            pps: pps.map(Into::into),
-            action: action.map(Into::into),
-        }
+    fn from_args(
+        (ip, dir, pps, action): (&str, Option<&str>, Option<&str>, Option<&str>),
+    ) -> Result<(Notice, Vec<String>), String> {
+        Notice::parse(ip, dir, pps, action)
+    }
+
+    fn args<'a>(
+        ip: &'a str,
+        dir: Option<&'a str>,
+        pps: Option<&'a str>,
+        action: Option<&'a str>,
+    ) -> (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>) {
+        (ip, dir, pps, action)
     }
 
     #[test]
     fn defaults_are_the_scripts() {
-        let (n, w) = from_args(&args("192.0.2.1", None, None, None)).unwrap();
+        let (n, w) = from_args(args("192.0.2.1", None, None, None)).unwrap();
         assert_eq!(
             (n.direction.as_str(), n.pps, n.action),
             ("incoming", Some(0), Action::Ban)
@@ -249,9 +269,9 @@ mod tests {
 
     #[test]
     fn ipv6_is_canonical() {
-        let (n, _) = from_args(&args("2001:0db8:0042::0010", None, None, Some("unban"))).unwrap();
+        let (n, _) = from_args(args("2001:0db8:0042::0010", None, None, Some("unban"))).unwrap();
         assert_eq!(n.victim_ip.to_string(), "2001:db8:42::10");
-        let (n, _) = from_args(&args("2001:DB8:0:0:1:0:0:1", None, None, None)).unwrap();
+        let (n, _) = from_args(args("2001:DB8:0:0:1:0:0:1", None, None, None)).unwrap();
         assert_eq!(n.victim_ip.to_string(), "2001:db8::1:0:0:1");
     }
 
@@ -266,14 +286,14 @@ mod tests {
             "host.example",
             " 192.0.2.1",
         ] {
-            assert!(from_args(&args(ip, None, None, None)).is_err(), "{ip:?}");
+            assert!(from_args(args(ip, None, None, None)).is_err(), "{ip:?}");
         }
         assert!(
-            from_args(&args("192.0.2.1", None, None, Some("block")))
+            from_args(args("192.0.2.1", None, None, Some("block")))
                 .unwrap_err()
                 .contains("unknown ACTION")
         );
-        assert!(from_args(&args("192.0.2.1", None, None, Some("Ban"))).is_err());
+        assert!(from_args(args("192.0.2.1", None, None, Some("Ban"))).is_err());
         for pps in [
             "-5",
             "abc",
@@ -281,12 +301,11 @@ mod tests {
             "99999999999999999999",
             "9223372036854775808",
         ] {
-            let (n, w) = from_args(&args("192.0.2.1", None, Some(pps), None)).unwrap();
+            let (n, w) = from_args(args("192.0.2.1", None, Some(pps), None)).unwrap();
             assert_eq!(n.pps, None, "{pps}");
             assert_eq!(w.len(), 1, "{pps}");
         }
-        let (n, _) =
-            from_args(&args("192.0.2.1", None, Some("9223372036854775807"), None)).unwrap();
+        let (n, _) = from_args(args("192.0.2.1", None, Some("9223372036854775807"), None)).unwrap();
         assert_eq!(n.pps, Some(i64::MAX));
     }
 

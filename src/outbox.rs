@@ -3,13 +3,14 @@
 //! whose victim has notices waiting queues behind them and delivers them first, so a stale
 //! unban never withdraws a newer ban. A victim with nothing waiting never waits for anyone.
 
+use crate::action::Action;
 use crate::api::Client;
 use crate::config::Config;
 use crate::deliver;
 use crate::error::Error;
 use crate::log::Log;
 use crate::metrics::{self, Fate};
-use crate::notice::{self, Action};
+use crate::notice::Notice;
 use crate::spool::{Entry, Name, Spool};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -36,31 +37,23 @@ pub fn keepable(e: &Error) -> bool {
 }
 
 /// Sends one notice, fresh or replayed from the spool.
-pub fn send(ctx: &Ctx, entry: &Entry, replay: bool) -> Result<(), Error> {
-    let args = crate::cli::Args {
-        ip: entry.victim_ip.clone(),
-        direction: Some(entry.direction.clone()),
-        pps: entry.pps.clone(),
-        action: Some(entry.action.as_str().into()),
-    };
-    // Warnings were logged when FastNetMon called; a spooled notice was valid then.
-    let (n, _) = notice::from_args(&args).map_err(Error::Usage)?;
-    match n.action {
-        Action::Ban => deliver::ban(ctx.client, &ctx.cfg.rules, ctx.log, &n, entry, replay),
+pub fn send(ctx: &Ctx, notice: &Notice, replay: bool) -> Result<(), Error> {
+    match notice.action {
+        Action::Ban => deliver::ban(ctx.client, &ctx.cfg.rules, ctx.log, notice, replay),
         Action::Unban if replay => deliver::unban(
             ctx.client,
             ctx.cfg,
             ctx.log,
-            &n,
+            notice,
             // The ban it might wait for is long delivered or dropped: one look.
             1,
-            Some(deliver::received(entry) + CLOCK_ALLOWANCE),
+            Some(notice.received() + CLOCK_ALLOWANCE),
         ),
         Action::Unban => deliver::unban(
             ctx.client,
             ctx.cfg,
             ctx.log,
-            &n,
+            notice,
             ctx.cfg.unban_query_retries,
             None,
         ),
@@ -134,10 +127,12 @@ fn keep_pending(ctx: &Ctx, spool: &SpoolOrWhy, pending: &Pending, why: Error) ->
     })
 }
 
-/// A fresh notice from FastNetMon. `pending` holds it until it is delivered or kept.
+/// A fresh notice from FastNetMon (`entry`: the same, as the spool keeps it). `pending` holds
+/// it until it is delivered or kept.
 pub fn handle(
     ctx: &Ctx,
     spool_or_why: &SpoolOrWhy,
+    notice: &Notice,
     entry: &Arc<Entry>,
     pending: &Pending,
 ) -> Result<(), Error> {
@@ -182,10 +177,15 @@ pub fn handle(
                     ));
                     let mut queue = queue;
                     queue.push(kept.path.clone());
-                    let mut report = Report::default();
+                    let mut report = FlushReport::default();
                     let fate =
                         deliver_victim(ctx, spool, ip, &queue, Some(&kept.path), &mut report);
-                    let _ = spool.sync();
+                    if let Err(e) = spool.sync() {
+                        ctx.log.warn(&format!(
+                            "{what} {ip}: spool {}: removals not synced: {e}",
+                            spool.dir().display()
+                        ));
+                    }
                     if let Some(Err(e)) = &fate
                         && keepable(e)
                     {
@@ -201,7 +201,7 @@ pub fn handle(
             }
         }
     }
-    let result = send(ctx, entry, false);
+    let result = send(ctx, notice, false);
     match &result {
         Err(e) if keepable(e) => return Err(keep_pending(ctx, spool_or_why, pending, e.clone())),
         Ok(()) => metrics::count(what, Fate::Delivered),
@@ -214,7 +214,7 @@ pub fn handle(
 
 /// What a flush did, in notices.
 #[derive(Default, Debug)]
-pub struct Report {
+pub struct FlushReport {
     /// Another run holds the flush lock.
     pub busy: bool,
     pub delivered: usize,
@@ -239,7 +239,7 @@ fn deliver_victim(
     ip: &str,
     queue: &[PathBuf],
     own: Option<&Path>,
-    report: &mut Report,
+    report: &mut FlushReport,
 ) -> Option<Result<(), Error>> {
     let last_unban = queue
         .iter()
@@ -247,7 +247,7 @@ fn deliver_victim(
     let mut fate = None;
     for (i, path) in queue.iter().enumerate() {
         let is_own = own == Some(path.as_path());
-        let stop = |e: Error, report: &mut Report| {
+        let stop = |e: Error, report: &mut FlushReport| {
             report.left += queue.len() - i;
             report.stopped.get_or_insert(e.clone());
             own.filter(|o| queue[i..].iter().any(|p| p == o))
@@ -284,17 +284,28 @@ fn deliver_victim(
             }
         };
         let what = entry.action;
-        if !is_own && let Some(why) = stale(ctx.cfg, &entry, last_unban.is_some_and(|u| u > i)) {
+        let notice = match Notice::from_entry(&entry) {
+            Ok(n) => n,
+            Err(why) => {
+                ctx.log
+                    .error(&format!("dropped spooled {what} {ip}: usage: {why}"));
+                remove(ctx, spool, path);
+                report.refused += 1;
+                continue;
+            }
+        };
+        let unban_follows = last_unban.is_some_and(|u| u > i);
+        if !is_own && let Some(why) = stale(ctx.cfg, &notice, &entry, unban_follows) {
             ctx.log.warn(&format!(
                 "dropped spooled {what} {ip} received {}: {why}",
-                crate::time::rfc3339(deliver::received(&entry))
+                crate::time::rfc3339(notice.received())
             ));
-            let _ = spool.remove(path);
+            remove(ctx, spool, path);
             report.stale += 1;
             metrics::count(what, Fate::Dropped);
             continue;
         }
-        match send(ctx, &entry, !is_own) {
+        match send(ctx, &notice, !is_own) {
             Ok(()) => {
                 if let Err(e) = spool.remove(path) {
                     let e = Error::Internal(format!(
@@ -328,7 +339,7 @@ fn deliver_victim(
             }
             Err(e) => {
                 ctx.log.error(&format!("dropped spooled {what} {ip}: {e}"));
-                let _ = spool.remove(path);
+                remove(ctx, spool, path);
                 report.refused += 1;
                 if matches!(e, Error::Refused(_)) {
                     metrics::count(what, Fate::Refused);
@@ -342,14 +353,25 @@ fn deliver_victim(
     fate
 }
 
+/// Removes a spooled notice that is done with; one that stays is said, since a later flush
+/// will meet it again.
+fn remove(ctx: &Ctx, spool: &Spool, path: &Path) {
+    if let Err(e) = spool.remove(path) {
+        ctx.log.warn(&format!(
+            "{} could not be removed ({e}); a later flush will see it again",
+            path.display()
+        ));
+    }
+}
+
 /// Why a spooled notice is no longer worth sending, if it is not.
-fn stale(cfg: &Config, entry: &Entry, unban_follows: bool) -> Option<String> {
-    let age = deliver::received(entry).elapsed().unwrap_or_default();
+fn stale(cfg: &Config, notice: &Notice, entry: &Entry, unban_follows: bool) -> Option<String> {
+    let age = notice.received().elapsed().unwrap_or_default();
     let last = || match &entry.last_error {
         Some(e) => format!("; last error: {e}"),
         None => String::new(),
     };
-    match entry.action {
+    match notice.action {
         Action::Ban if unban_follows => Some("an unban for it came later".into()),
         Action::Ban if age > cfg.spool_max_age => Some(format!(
             "older than PREFIXD_SPOOL_MAX_AGE ({}s){}",
@@ -369,13 +391,13 @@ fn stale(cfg: &Config, entry: &Entry, unban_follows: bool) -> Option<String> {
 /// Delivers the spool within the deadline, victim by victim (each in order, under its lock),
 /// going past a victim whose notice cannot go. `wait`: wait for the flush lock (until the
 /// deadline) rather than leave the work to the run that holds it.
-pub fn flush(ctx: &Ctx, spool: &Spool, wait: bool) -> Result<Report, Error> {
+pub fn flush(ctx: &Ctx, spool: &Spool, wait: bool) -> Result<FlushReport, Error> {
     let io = |e: std::io::Error| Error::Internal(format!("spool {}: {e}", spool.dir().display()));
     let Some(_lock) = spool.lock_flush(wait.then_some(ctx.deadline)).map_err(io)? else {
         ctx.log.debug("another run is delivering the spool");
-        return Ok(Report {
+        return Ok(FlushReport {
             busy: true,
-            ..Report::default()
+            ..FlushReport::default()
         });
     };
     for p in spool.sweep() {
@@ -403,7 +425,7 @@ pub fn flush(ctx: &Ctx, spool: &Spool, wait: bool) -> Result<Report, Error> {
         });
         victims[i].1.push(path);
     }
-    let mut report = Report::default();
+    let mut report = FlushReport::default();
     for (ip, queue) in &victims {
         if ctx.client.remaining().is_zero() {
             report.left += queue.len();
@@ -425,64 +447,4 @@ pub fn flush(ctx: &Ctx, spool: &Spool, wait: bool) -> Result<Report, Error> {
     }
     spool.sync().map_err(io)?;
     Ok(report)
-}
-
-/// After this run's own notice went through, the rest of the spool is delivered by a detached
-/// `--flush` of our own, so that FastNetMon has its answer at once. It holds none of our
-/// standard streams (FastNetMon reads stdout until EOF on unban).
-pub fn flush_in_background(spool: &Spool, flags: &crate::config::Flags, log: &Log) {
-    let waiting = spool.list().is_ok_and(|l| !l.is_empty());
-    // Only if no flush is under way; the child tries the lock again itself.
-    if !waiting || !spool.lock_flush(None).is_ok_and(|l| l.is_some()) {
-        return;
-    }
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => return log.debug(&format!("no background flush: {e}")),
-    };
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("--flush");
-    if let Some(f) = &flags.env_file {
-        cmd.arg("--env-file").arg(f);
-    }
-    if flags.verbose {
-        cmd.arg("-v");
-    }
-    let started = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-    match started {
-        Ok(child) => log.debug(&format!("background flush started (pid {})", child.id())),
-        Err(e) => log.debug(&format!("no background flush: {e}")),
-    }
-}
-
-/// FastNetMon waits for us with no timeout of its own: whatever happens, this process ends by
-/// the deadline (plus a moment for a request that is timing out to say so itself), keeping
-/// the notice in the spool if it was still on its way.
-pub fn start_watchdog(cfg: &Config, subject: String, pending: Arc<Pending>) {
-    let (deadline, log_spec, token, spool) = (
-        cfg.deadline,
-        cfg.log.clone(),
-        cfg.token.clone(),
-        cfg.spool.clone(),
-    );
-    // A small stack: it only sleeps, logs and keeps; a carpet runs a thousand of us at once.
-    let watchdog = std::thread::Builder::new().stack_size(64 * 1024);
-    let _ = watchdog.spawn(move || {
-        std::thread::sleep(deadline + Duration::from_millis(500));
-        let log = Log::open(&log_spec, false, token).about(subject);
-        let e = Error::NotDelivered(format!(
-            "PREFIXD_DEADLINE of {:.1}s reached; stopped",
-            deadline.as_secs_f64()
-        ));
-        log.error(&e.to_string());
-        let e = pending.with(|slot| match slot.take() {
-            Some(entry) => keep(&log, &open_spool(spool.as_deref()), &entry, e),
-            None => e,
-        });
-        std::process::exit(i32::from(e.exit_code()));
-    });
 }

@@ -1,5 +1,14 @@
-//! Indents compact JSON for `--dry-run`, so an operator can read what would be sent.
-//! It only re-spaces; strings are copied byte for byte.
+//! Text made fit for a person: compact JSON indented for `--dry-run` (only re-spaced; strings
+//! are copied byte for byte), and outside text cut and cleaned for a log line.
+
+/// At most `max` characters, control characters replaced: for logs, messages and prefixd's
+/// reason.
+pub fn printable(s: &str, max: usize) -> String {
+    s.chars()
+        .take(max)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
 
 pub fn json(compact: &str) -> String {
     let mut out = String::with_capacity(compact.len() * 2);

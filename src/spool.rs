@@ -5,7 +5,7 @@
 //! the order they are delivered in. Runs for one victim take turns through a lock file of
 //! that victim's own, which exists only while a run holds or waits for it.
 
-use crate::notice::Action;
+use crate::action::Action;
 use miniserde::{Deserialize, Serialize};
 use std::cell::Cell;
 use std::fs::{self, File, OpenOptions};
@@ -393,10 +393,11 @@ mod tests {
         }
     }
 
-    fn scratch(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("pfn-spool-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        dir
+    /// A spool directory (not created yet) inside a scratch directory removed on drop.
+    fn scratch() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("spool");
+        (tmp, dir)
     }
 
     #[test]
@@ -432,7 +433,7 @@ mod tests {
 
     #[test]
     fn append_list_read_update_remove_in_arrival_order() {
-        let dir = scratch("basic");
+        let (_tmp, dir) = scratch();
         let s = Spool::open(&dir).unwrap();
         assert!(s.list().unwrap().is_empty());
         let late = s.append(&entry("192.0.2.1", "unban", 2_000)).unwrap().path;
@@ -463,12 +464,11 @@ mod tests {
         s.remove(&early).unwrap(); // already gone is fine
         assert_eq!(s.list().unwrap(), vec![late]);
         assert!(s.lock_flush(None).unwrap().is_some());
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_victim_lock_is_exclusive_and_leaves_no_file() {
-        let dir = scratch("locks");
+        let (_tmp, dir) = scratch();
         let s = Spool::open(&dir).unwrap();
         let held = s.lock_ip("192.0.2.1", None).unwrap().expect("free");
         assert!(s.lock_ip("192.0.2.1", None).unwrap().is_none(), "taken");
@@ -481,12 +481,11 @@ mod tests {
         let files: Vec<_> = fs::read_dir(&dir).unwrap().collect();
         assert!(files.is_empty(), "lock files removed: {files:?}");
         assert!(s.lock_ip("192.0.2.1", None).unwrap().is_some());
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn the_sweep_recovers_whole_tmp_files_and_drops_the_rest() {
-        let dir = scratch("sweep");
+        let (_tmp, dir) = scratch();
         let s = Spool::open(&dir).unwrap();
         let e = entry("192.0.2.7", "ban", 5_000);
         let name = "0000000000005000-0000000001-00000000-ban-192.0.2.7.notice";
@@ -515,6 +514,5 @@ mod tests {
         left.sort();
         assert_eq!(left, vec![name.to_string()]);
         assert_eq!(Spool::read(&dir.join(name)).unwrap().unwrap(), e);
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

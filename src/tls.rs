@@ -315,6 +315,67 @@ impl Transport for TlsTransport {
     }
 }
 
+/// A TLS failure in words an operator can act on: which certificate, which name, which date,
+/// which roots (`ca_file`: PREFIXD_CA_FILE, or None for the bundled Mozilla roots).
+pub fn words(e: &rustls::Error, host: &str, ca_file: Option<&std::path::Path>) -> String {
+    use rustls::CertificateError as C;
+    let date = |t: &rustls::pki_types::UnixTime| crate::time::rfc3339_from_unix(t.as_secs());
+    let roots = match ca_file {
+        Some(p) => format!("any CA in PREFIXD_CA_FILE ({})", p.display()),
+        None => "any of the bundled Mozilla roots (set PREFIXD_CA_FILE to your CA)".into(),
+    };
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::UnknownIssuer => format!("prefixd's certificate is not signed by {roots}"),
+            C::NotValidForNameContext { presented, .. } => {
+                // rustls gives them as `DnsName("…")`, `IpAddress(…)`: the names alone.
+                let names: Vec<&str> = presented
+                    .iter()
+                    .map(|p| match p.split_once('(') {
+                        Some((_, inner)) => inner.trim_end_matches(')').trim_matches('"'),
+                        None => p.as_str(),
+                    })
+                    .collect();
+                format!(
+                    "prefixd's certificate is for {}, not {host}",
+                    names.join(", ")
+                )
+            }
+            C::NotValidForName => format!("prefixd's certificate is not for {host}"),
+            C::ExpiredContext { not_after, .. } => {
+                format!("prefixd's certificate expired on {}", date(not_after))
+            }
+            C::Expired => "prefixd's certificate has expired".into(),
+            C::NotValidYetContext { not_before, .. } => format!(
+                "prefixd's certificate is not valid before {}",
+                date(not_before)
+            ),
+            C::NotValidYet => "prefixd's certificate is not valid yet".into(),
+            // A self-signed CA:TRUE certificate (OpenSSL 3's default) that is not listed.
+            // webpki's own Display names its variant, also in appliance builds, whose
+            // derived Debug output is shallow (rustls' Display of Other goes through it).
+            C::Other(o) if o.0.to_string().contains("CaUsedAsEndEntity") => format!(
+                "prefixd's certificate is not signed by {roots} (a self-signed certificate is trusted when that very certificate is in PREFIXD_CA_FILE)"
+            ),
+            other => format!("prefixd's certificate was refused ({other})"),
+        },
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            "prefixd speaks plain HTTP on this port (use http://)".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The rustls error behind a ureq error: handed over as it is, or inside an I/O error (a
+/// handshake run through `complete_io`).
+pub fn rustls_error(e: &ureq::Error) -> Option<&rustls::Error> {
+    match e {
+        ureq::Error::Rustls(r) => Some(r),
+        ureq::Error::Io(io) => io.get_ref()?.downcast_ref::<rustls::Error>(),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,36 +7,31 @@ mod common;
 
 use common::Sandbox;
 use common::server::{Options, Server};
-use std::path::PathBuf;
 use std::process::Command;
 
 const UDP: &[u8] = b"Attack type: udp_flood\n";
 
 /// A scratch directory of certificates, removed on drop.
-struct Certs(PathBuf);
-
-impl Drop for Certs {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+struct Certs(tempfile::TempDir);
 
 impl Certs {
     fn new(tag: &str) -> Certs {
-        let d = std::env::temp_dir().join(format!("pfn-tls-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Certs(d)
+        Certs(
+            tempfile::Builder::new()
+                .prefix(&format!("pfn-tls-{tag}-"))
+                .tempdir()
+                .unwrap(),
+        )
     }
 
     fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
+        self.0.path().join(name).display().to_string()
     }
 
     fn openssl(&self, args: &[&str]) {
         let out = Command::new("openssl")
             .args(args)
-            .current_dir(&self.0)
+            .current_dir(self.0.path())
             .output()
             .expect("openssl (Debian's openssl package)");
         assert!(
@@ -82,7 +77,7 @@ impl Certs {
             format!("{name}.ext"),
         );
         std::fs::write(
-            self.0.join(&extfile),
+            self.0.path().join(&extfile),
             format!("subjectAltName={san}\n{ext}\n"),
         )
         .unwrap();

@@ -4,8 +4,9 @@
 //! fuzzer ever found on each `cargo test`.
 
 use miniserde::json::{self, Value};
+use prefixd_fastnetmon::action::Action;
 use prefixd_fastnetmon::api::{EventReply, MitigationList, Reply};
-use prefixd_fastnetmon::notice::{self, Action};
+use prefixd_fastnetmon::notice::{Notice, RawDetails};
 use prefixd_fastnetmon::{deliver, details, envfile, pretty, spool::Entry};
 
 /// The env-file parser: a parsed value written back as a double-quoted assignment (escaping
@@ -46,27 +47,20 @@ pub fn details(data: &[u8]) {
             assert!(bps >= 0 && bps % 1_000_000 == 0, "{bps}");
         }
     }
-    let args = prefixd_fastnetmon::cli::Args {
-        ip: "2001:db8::10".into(),
-        direction: Some("incoming".into()),
-        pps: Some("1000".into()),
-        action: Some("ban".into()),
-    };
-    let (n, _) = notice::from_args(&args).unwrap();
-    let entry = Entry {
-        victim_ip: n.victim_ip.to_string(),
-        direction: n.direction.clone(),
-        pps: args.pps.clone(),
-        action: Action::Ban,
-        details: text.clone(),
+    let (n, _) =
+        Notice::parse("2001:db8::10", Some("incoming"), Some("1000"), Some("ban")).unwrap();
+    let received = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_795_830_000_000);
+    let raw = RawDetails {
+        text: text.clone(),
         truncated: false,
-        received_ms: 1_795_830_000_000,
-        attempts: None,
-        last_error: None,
     };
-    let choice = deliver::choose_vector(&[], &n, &entry);
+    let n = n.with_details(raw, received);
+    assert_eq!(n.action, Action::Ban);
+    // The spool's copy is the same notice.
+    assert_eq!(Notice::from_entry(&n.entry()).as_ref(), Ok(&n));
+    let choice = deliver::choose_vector(&[], &n);
     assert_eq!(choice.vector, choice.builtin);
-    let event = deliver::ban_event(&n, &entry, false, &choice).unwrap();
+    let event = deliver::ban_event(&n, false, &choice).unwrap();
     let sent = json::to_string(&event);
     let Ok(Value::Object(body)) = json::from_str::<Value>(&sent) else {
         panic!("not JSON: {sent}");

@@ -1,0 +1,84 @@
+//! The token policy: from PREFIXD_TOKEN or PREFIXD_TOKEN_FILE (never both), warned about when
+//! a file holding it is readable by others, and never echoed — not even a token put where its
+//! file's path belongs.
+
+use crate::config::{Origin, Source};
+use crate::files::read_bounded;
+use crate::values::parse_token;
+use std::path::{Path, PathBuf};
+
+/// The token, from PREFIXD_TOKEN or PREFIXD_TOKEN_FILE (not both), with a warning when the
+/// file holding it is readable by others.
+pub fn resolve_token(
+    inline: Option<String>,
+    file: Option<PathBuf>,
+    sources: &[Origin],
+    (env_file, env_file_mode): (&str, Option<u32>),
+    warnings: &mut Vec<String>,
+    errors: &mut Vec<String>,
+) -> Option<String> {
+    let source_of = |name: &str| {
+        sources
+            .iter()
+            .find(|o| o.name == name)
+            .map_or(Source::Default, |o| o.source.clone())
+    };
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            errors.push(format!(
+                "PREFIXD_TOKEN ({}) and PREFIXD_TOKEN_FILE ({}) are both set; keep one",
+                source_of("PREFIXD_TOKEN"),
+                source_of("PREFIXD_TOKEN_FILE")
+            ));
+            None
+        }
+        (Some(t), None) => {
+            if matches!(source_of("PREFIXD_TOKEN"), Source::File { .. })
+                && env_file_mode.is_some_and(|m| m & 0o044 != 0)
+            {
+                warnings.push(format!(
+                    "{env_file} holds PREFIXD_TOKEN and is readable by group or others (chmod 600 it)"
+                ));
+            }
+            Some(t)
+        }
+        (None, Some(path)) if looks_like_a_token("PREFIXD_TOKEN_FILE", &path.to_string_lossy()) => {
+            errors.push(
+                "PREFIXD_TOKEN_FILE holds what looks like a token, not a path (not shown); put the token in a file and name the file, or set PREFIXD_TOKEN".into(),
+            );
+            None
+        }
+        (None, Some(path)) => match read_token_file(&path) {
+            Ok((t, mode)) => {
+                if mode & 0o044 != 0 {
+                    warnings.push(format!(
+                        "token file {} is readable by group or others (chmod 600 it)",
+                        path.display()
+                    ));
+                }
+                Some(t)
+            }
+            Err(e) => {
+                errors.push(format!("PREFIXD_TOKEN_FILE {}: {e}", path.display()));
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+/// PREFIXD_TOKEN_FILE set to the token itself: no slash, and no such file here.
+pub fn looks_like_a_token(name: &str, value: &str) -> bool {
+    name == "PREFIXD_TOKEN_FILE" && !value.contains('/') && !Path::new(value).exists()
+}
+
+/// The token is the first line; anything past 64 KiB is not read.
+fn read_token_file(path: &Path) -> Result<(String, u32), String> {
+    let (bytes, _, mode) = read_bounded(path, 64 * 1024).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&bytes);
+    let token = parse_token(text.lines().next().unwrap_or(""))?;
+    if token.is_empty() {
+        return Err("first line is empty".into());
+    }
+    Ok((token, mode))
+}

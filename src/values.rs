@@ -1,0 +1,129 @@
+//! The value parsers of the configuration table: each variable's text → its value, or why
+//! not (the caller names the variable and its source).
+
+use std::time::Duration;
+
+/// A base URL, parsed as ureq will (its `http::Uri`): http or https (any case), a host, a
+/// port that is one, no credentials, query or fragment. Returned without a trailing slash,
+/// the scheme in lower case.
+pub fn parse_url(s: &str) -> Result<String, String> {
+    if s.contains(['?', '#']) || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must be a plain base URL (no query, fragment or spaces)".into());
+    }
+    let uri: ureq::http::Uri = s.parse().map_err(|e| format!("is not a URL ({e})"))?;
+    let scheme = uri
+        .scheme_str()
+        .map(str::to_ascii_lowercase)
+        .filter(|s| s == "http" || s == "https")
+        .ok_or("must start with http:// or https://")?;
+    let authority = uri.authority().ok_or("has no host")?;
+    if authority.as_str().contains('@') {
+        return Err("must not carry credentials (use PREFIXD_TOKEN)".into());
+    }
+    if authority.host().trim_matches(['[', ']']).is_empty() {
+        return Err("has no host".into());
+    }
+    // A port that does not parse as one is dropped by the parser: say so instead.
+    let after_host = &authority.as_str()[authority.host().len()..];
+    if let Some(port) = after_host.strip_prefix(':')
+        && !matches!(port.parse::<u16>(), Ok(1..))
+    {
+        return Err(format!("port {port:?} is not a port number (1-65535)"));
+    }
+    Ok(format!(
+        "{scheme}://{authority}{}",
+        uri.path().trim_end_matches('/')
+    ))
+}
+
+pub fn parse_token(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
+        return Err("holds characters that cannot go in an HTTP header".into());
+    }
+    Ok(t.to_string())
+}
+
+pub fn parse_operator(s: &str) -> Result<String, String> {
+    if s.len() > 64 {
+        return Err("longer than 64 bytes (prefixd refuses it)".into());
+    }
+    Ok(s.to_string())
+}
+
+pub fn parse_count(s: &str, min: u32, max: u32) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("expected a whole number from {min} to {max}")),
+    }
+}
+
+/// Seconds as a decimal number ("1", "0.5"); zero only where `zero_ok`.
+pub fn parse_seconds(s: &str, zero_ok: bool) -> Result<Duration, String> {
+    let n: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| "expected a number of seconds".to_string())?;
+    if !n.is_finite() || !(0.0..=86_400.0).contains(&n) || (n == 0.0 && !zero_ok) {
+        let lo = if zero_ok { "0" } else { "more than 0" };
+        return Err(format!("expected seconds, {lo} up to 86400"));
+    }
+    Ok(Duration::from_secs_f64(n))
+}
+
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("expected 1 or 0".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_seconds() {
+        assert_eq!(
+            parse_url("https://p.example:8443/prefixd/").unwrap(),
+            "https://p.example:8443/prefixd"
+        );
+        assert_eq!(parse_url("http://[::1]:8080").unwrap(), "http://[::1]:8080");
+        assert_eq!(
+            parse_url("HTTPS://Prefixd.example:8443").unwrap(),
+            "https://Prefixd.example:8443"
+        );
+        assert_eq!(parse_url("http://10.0.0.5/").unwrap(), "http://10.0.0.5");
+        for bad in [
+            "http://prefixd:abc",
+            "http://127.0.0.1:99999",
+            "http://127.0.0.1:0",
+            "http://[::1",
+            "http://[::1]:",
+            "gopher://x",
+        ] {
+            let e = parse_url(bad).unwrap_err();
+            assert!(!e.is_empty(), "{bad}");
+        }
+        for bad in [
+            "localhost:8080",
+            "ftp://x",
+            "http://",
+            "http:///x",
+            "http://u:p@h",
+            "http://h/?q=1",
+            "http://h x",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_seconds("0.5", false).unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(parse_seconds("0", true).unwrap(), Duration::ZERO);
+        for bad in ["0", "-1", "soon", "NaN", "inf", "1e9", ""] {
+            assert!(parse_seconds(bad, false).is_err(), "{bad}");
+        }
+    }
+}
