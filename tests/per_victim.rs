@@ -6,21 +6,13 @@
 mod common;
 
 use common::server::{Behavior, Options, Server};
-use common::{Sandbox, s};
+use common::{Sandbox, dead_port, s};
 use miniserde::json::Value;
 use prefixd_fastnetmon::spool::Spool;
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const UDP: &[u8] = b"Attack type: udp_flood\nAttack protocol: udp\n";
-
-fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// An active mitigation of `ip` whose every withdrawal answers 500 (a router that will not
 /// take it, GoBGP down in enforced mode).
@@ -153,8 +145,8 @@ fn a_flush_goes_past_what_it_cannot_deliver_and_kept_unbans_age_out() {
     );
 
     // The unban ages out (warning: IP, age, last error); the ban behind it then goes.
-    sb.set("PREFIXD_UNBAN_MAX_AGE", "0.1");
-    std::thread::sleep(Duration::from_millis(200));
+    sb.set("PREFIXD_UNBAN_MAX_AGE", "30");
+    sb.backdate(31.0);
     srv.clear();
     assert_eq!(sb.run(&["--flush"], None).code, 0, "{}", sb.log());
     assert_eq!(srv.banned_ips(), ["203.0.113.10"]);
@@ -166,7 +158,7 @@ fn a_flush_goes_past_what_it_cannot_deliver_and_kept_unbans_age_out() {
         .unwrap_or_else(|| panic!("{log}"));
     assert!(line.contains(" WARN "), "{line}");
     assert!(
-        line.contains("s old, older than PREFIXD_UNBAN_MAX_AGE (0.1s)"),
+        line.contains("s old, older than PREFIXD_UNBAN_MAX_AGE (30.0s)"),
         "{line}"
     );
     assert!(
@@ -251,7 +243,8 @@ fn a_stdin_still_open_at_the_deadline_keeps_the_ban_with_what_was_read() {
 
 #[test]
 fn a_replayed_unban_withdraws_only_what_it_was_about() {
-    let port = dead_port();
+    let dead = dead_port();
+    let port = dead.port;
     let mut sb = Sandbox::new(&format!("http://127.0.0.1:{port}"));
     sb.set("PREFIXD_RETRIES", "1");
     assert_eq!(
@@ -261,7 +254,7 @@ fn a_replayed_unban_withdraws_only_what_it_was_about() {
     );
     // prefixd comes back: one mitigation from before the unban, one updated within the clock
     // allowance, one a newer attack extended after it, one another detector made since.
-    let srv = Server::bind(&format!("127.0.0.1:{port}"), Options::default());
+    let srv = dead.revive(Options::default());
     let old = srv.add_mitigation_updated("203.0.113.40", "udp_flood", "active", &unix_text(-60));
     let near = srv.add_mitigation_updated("203.0.113.40", "icmp_flood", "active", &unix_text(3));
     let newer = srv.add_mitigation_updated("203.0.113.40", "syn_flood", "active", &unix_text(60));

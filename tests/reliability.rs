@@ -4,19 +4,10 @@
 mod common;
 
 use common::server::{Options, Server};
-use common::{Sandbox, s};
+use common::{Sandbox, dead_port, s};
 use miniserde::json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-
-/// A loopback port with nothing listening (bound, noted, closed).
-fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn ban_text(ip: &str) -> String {
     format!(
@@ -26,7 +17,8 @@ fn ban_text(ip: &str) -> String {
 
 #[test]
 fn prefixd_down_then_back_loses_nothing() {
-    let port = dead_port();
+    let dead = dead_port();
+    let port = dead.port;
     let mut sb = Sandbox::new(&format!("http://127.0.0.1:{port}"));
     sb.set("PREFIXD_RETRIES", "1");
     let ips: Vec<String> = (1..=20).map(|i| format!("192.0.2.{i}")).collect();
@@ -48,7 +40,7 @@ fn prefixd_down_then_back_loses_nothing() {
     assert!(!sb.log().contains("queued behind"), "{}", sb.log());
 
     // prefixd comes back on the same address.
-    let srv = Server::bind(&format!("127.0.0.1:{port}"), Options::default());
+    let srv = dead.revive(Options::default());
     let r = sb.run(&["--flush"], None);
     assert_eq!(r.code, 0, "{}", sb.log());
     assert_eq!(srv.banned_ips(), ips, "in order, once each");
@@ -78,7 +70,8 @@ fn prefixd_down_then_back_loses_nothing() {
 
 #[test]
 fn a_replayed_ban_keeps_its_original_timestamp() {
-    let port = dead_port();
+    let dead = dead_port();
+    let port = dead.port;
     let mut sb = Sandbox::new(&format!("http://127.0.0.1:{port}"));
     sb.set("PREFIXD_RETRIES", "1");
     let before = std::time::SystemTime::now();
@@ -90,21 +83,23 @@ fn a_replayed_ban_keeps_its_original_timestamp() {
         .code,
         75
     );
-    std::thread::sleep(Duration::from_millis(1100));
-    let srv = Server::bind(&format!("127.0.0.1:{port}"), Options::default());
+    sb.backdate(60.0);
+    let srv = dead.revive(Options::default());
     assert_eq!(sb.run(&["--flush"], None).code, 0);
     let ts = s(srv.requests()[0].json().get("timestamp"));
     let secs = before
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs();
+        .as_secs()
+        - 60;
     let want = [secs, secs + 1].map(prefixd_fastnetmon::time::rfc3339_from_unix);
     assert!(want.contains(&ts), "{ts} vs {want:?}");
 }
 
 #[test]
 fn a_spooled_ban_is_dropped_by_a_later_unban() {
-    let port = dead_port();
+    let dead = dead_port();
+    let port = dead.port;
     let mut sb = Sandbox::new(&format!("http://127.0.0.1:{port}"));
     sb.set("PREFIXD_RETRIES", "1");
     assert_eq!(
@@ -116,7 +111,7 @@ fn a_spooled_ban_is_dropped_by_a_later_unban() {
         75
     );
     assert_eq!(sb.spooled().len(), 1);
-    let srv = Server::bind(&format!("127.0.0.1:{port}"), Options::default());
+    let srv = dead.revive(Options::default());
     let id = srv.add_mitigation("192.0.2.10", "udp_flood", "active");
     let r = sb.run(&["192.0.2.10", "incoming", "5", "unban"], None);
     assert_eq!(r.code, 0, "{}", sb.log());
@@ -146,7 +141,8 @@ fn a_spooled_ban_is_dropped_by_a_later_unban() {
 
 #[test]
 fn an_unban_spooled_behind_a_ban_is_delivered_after_it() {
-    let port = dead_port();
+    let dead = dead_port();
+    let port = dead.port;
     let mut sb = Sandbox::new(&format!("http://127.0.0.1:{port}"));
     sb.set("PREFIXD_RETRIES", "1")
         .set("UNBAN_QUERY_RETRIES", "1");
@@ -172,7 +168,7 @@ fn an_unban_spooled_behind_a_ban_is_delivered_after_it() {
     );
     // The unban dropped the first ban at once, before it is sent.
     assert_eq!(sb.spooled().len(), 2);
-    let srv = Server::bind(&format!("127.0.0.1:{port}"), Options::default());
+    let srv = dead.revive(Options::default());
     assert_eq!(sb.run(&["--flush"], None).code, 0, "{}", sb.log());
     // First ban dropped (an unban follows); the unban finds nothing; the newer ban stays active.
     let lines: Vec<String> = srv.lines();
@@ -220,7 +216,8 @@ fn refused_token_and_bad_configuration_are_kept_for_after_the_fix() {
 
 #[test]
 fn a_spool_that_cannot_be_written_puts_the_notice_in_the_log() {
-    let port = dead_port();
+    let dead = dead_port();
+    let port = dead.port;
     let mut sb = Sandbox::new(&format!("http://127.0.0.1:{port}"));
     sb.set("PREFIXD_RETRIES", "1")
         .set("PREFIXD_SPOOL", "/proc/prefixd-spool");
@@ -243,10 +240,11 @@ fn a_spool_that_cannot_be_written_puts_the_notice_in_the_log() {
 
 #[test]
 fn spooled_bans_older_than_max_age_are_dropped_with_a_log_line() {
-    let port = dead_port();
+    let dead = dead_port();
+    let port = dead.port;
     let mut sb = Sandbox::new(&format!("http://127.0.0.1:{port}"));
     sb.set("PREFIXD_RETRIES", "1")
-        .set("PREFIXD_SPOOL_MAX_AGE", "0.5");
+        .set("PREFIXD_SPOOL_MAX_AGE", "30");
     assert_eq!(
         sb.run(&["192.0.2.10"], Some(b"Attack type: udp_flood\n"))
             .code,
@@ -256,8 +254,8 @@ fn spooled_bans_older_than_max_age_are_dropped_with_a_log_line() {
         sb.run(&["192.0.2.10", "incoming", "0", "unban"], None).code,
         75
     );
-    std::thread::sleep(Duration::from_millis(700));
-    let srv = Server::bind(&format!("127.0.0.1:{port}"), Options::default());
+    sb.backdate(31.0);
+    let srv = dead.revive(Options::default());
     assert_eq!(sb.run(&["--flush"], None).code, 0);
     // The ban is dropped (too old, and superseded); the unban is always sent.
     assert_eq!(srv.requests().len(), 1);
@@ -315,20 +313,18 @@ fn storm_of_200_concurrent_bans_against_a_slow_prefixd() {
 
 #[test]
 fn kill_9_in_the_middle_of_a_flush_loses_nothing() {
-    let port = dead_port();
+    let dead = dead_port();
+    let port = dead.port;
     let mut sb = Sandbox::new(&format!("http://127.0.0.1:{port}"));
     sb.set("PREFIXD_RETRIES", "1");
     let ips: Vec<String> = (1..=20).map(|i| format!("203.0.113.{i}")).collect();
     for ip in &ips {
         assert_eq!(sb.run(&[ip], Some(ban_text(ip).as_bytes())).code, 75);
     }
-    let srv = Server::bind(
-        &format!("127.0.0.1:{port}"),
-        Options {
-            delay: Duration::from_millis(100),
-            ..Default::default()
-        },
-    );
+    let srv = dead.revive(Options {
+        delay: Duration::from_millis(100),
+        ..Default::default()
+    });
     let mut flusher = sb.spawn(&["--flush"], b"");
     // Kill it once a few notices went through (bounded wait).
     let until = Instant::now() + Duration::from_secs(10);
@@ -352,20 +348,18 @@ fn kill_9_in_the_middle_of_a_flush_loses_nothing() {
 
 #[test]
 fn concurrent_flushes_never_deliver_one_notice_twice() {
-    let port = dead_port();
+    let dead = dead_port();
+    let port = dead.port;
     let mut sb = Sandbox::new(&format!("http://127.0.0.1:{port}"));
     sb.set("PREFIXD_RETRIES", "1");
     for i in 1..=10 {
         let ip = format!("192.0.2.{i}");
         assert_eq!(sb.run(&[&ip], Some(b"")).code, 75);
     }
-    let srv = Server::bind(
-        &format!("127.0.0.1:{port}"),
-        Options {
-            delay: Duration::from_millis(30),
-            ..Default::default()
-        },
-    );
+    let srv = dead.revive(Options {
+        delay: Duration::from_millis(30),
+        ..Default::default()
+    });
     let flushers: Vec<_> = (0..4).map(|_| sb.spawn(&["--flush"], b"")).collect();
     for f in flushers {
         assert_eq!(f.wait_with_output().unwrap().status.code(), Some(0));

@@ -7,7 +7,6 @@ pub mod server;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The binary under test: the cargo-built one, or the static release binary (`PFN_BIN`).
@@ -25,6 +24,7 @@ pub fn fixture(name: &str) -> String {
 pub struct Sandbox {
     pub dir: PathBuf,
     pub env: Vec<(String, String)>,
+    _tmp: tempfile::TempDir,
 }
 
 pub struct Run {
@@ -34,19 +34,19 @@ pub struct Run {
     pub took: Duration,
 }
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
 impl Sandbox {
     /// Talks to `api`, logs to `<dir>/log`, reads `<dir>/env` (empty unless written).
     pub fn new(api: &str) -> Sandbox {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("pfn-it-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("pfn-it-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().to_path_buf();
         std::fs::write(dir.join("env"), "").unwrap();
         let mut sb = Sandbox {
             dir,
             env: Vec::new(),
+            _tmp: tmp,
         };
         let env_file = sb.path("env");
         let log = sb.path("log");
@@ -92,6 +92,25 @@ impl Sandbox {
             .unwrap_or_default();
         v.sort();
         v
+    }
+
+    /// Makes every spooled notice `secs` older, as if FastNetMon had called that much earlier:
+    /// its recorded time (in the file and in its name) moves back. Tests age notices this way
+    /// instead of waiting for the clock.
+    pub fn backdate(&self, secs: f64) {
+        use prefixd_fastnetmon::spool::{Entry, Name};
+        let back = (secs * 1000.0) as u64;
+        for name in self.spooled() {
+            let path = self.dir.join("spool").join(&name);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut entry: Entry = miniserde::json::from_str(&text).unwrap();
+            entry.received_ms -= back;
+            let mut n = Name::parse(&name).unwrap();
+            n.received_ms -= back;
+            let to = self.dir.join("spool").join(n.to_string());
+            std::fs::write(&to, miniserde::json::to_string(&entry)).unwrap();
+            std::fs::remove_file(&path).unwrap();
+        }
     }
 
     pub fn log(&self) -> String {
@@ -202,9 +221,43 @@ pub fn command(args: &[&str]) -> Command {
     c
 }
 
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+/// A loopback port where nothing listens, and nothing can start listening while this is held:
+/// the local end of a connection we keep open. A connect to it is refused (no listener), and
+/// no other socket can bind it meanwhile (a bound port, unlike a port freed and then reused).
+pub struct DeadPort {
+    pub port: u16,
+    /// Dropped in this order: the far end closes first, so our end does not linger in
+    /// TIME_WAIT on the port when prefixd comes back there.
+    _held: (
+        std::net::TcpStream,
+        std::net::TcpStream,
+        std::net::TcpListener,
+    ),
+}
+
+impl DeadPort {
+    /// prefixd comes back: the stand-in listens on this very port.
+    pub fn revive(self, opts: server::Options) -> server::Server {
+        let addr = format!("127.0.0.1:{}", self.port);
+        drop(self);
+        // Our end of the held connection may take a moment to close (LAST_ACK); bounded.
+        for _ in 0..100 {
+            if std::net::TcpListener::bind(&addr).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        server::Server::bind(&addr, opts)
+    }
+}
+
+pub fn dead_port() -> DeadPort {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    DeadPort {
+        port: client.local_addr().unwrap().port(),
+        _held: (server, client, listener),
     }
 }
 

@@ -512,7 +512,7 @@ fn json_body(req: &Recorded) -> Result<miniserde::json::Object, (u16, String)> {
     }
 }
 
-/// The fake prefixd's answer, following shared/prefixd-api.md.
+/// The fake prefixd's answer, following shared/prefixd-api.md: one function per endpoint.
 fn prefixd(st: &State, req: &Recorded) -> (u16, String) {
     let path = req.target.split('?').next().unwrap_or("");
     match (req.method.as_str(), path) {
@@ -520,152 +520,171 @@ fn prefixd(st: &State, req: &Recorded) -> (u16, String) {
             200,
             r#"{"status":"ok","version":"0.10.1","auth_mode":"bearer"}"#.into(),
         ),
-        ("POST", "/v1/events") => {
-            let o = match json_body(req) {
-                Ok(o) => o,
-                Err(refusal) => return refusal,
-            };
-            let s = |k: &str| match o.get(k) {
-                Some(Value::String(s)) => Some(s.clone()),
-                _ => None,
-            };
-            let (Some(ts), Some(_src), Some(ip), Some(vector)) =
-                (s("timestamp"), s("source"), s("victim_ip"), s("vector"))
-            else {
-                return (
-                    422,
-                    "Failed to deserialize the JSON body into the target type: missing field"
-                        .into(),
-                );
-            };
-            if !(ts.ends_with('Z') || ts.ends_with("+00:00")) {
-                return (
-                    422,
-                    "Failed to deserialize the JSON body into the target type: timestamp".into(),
-                );
-            }
-            if !matches!(
-                vector.as_str(),
-                "udp_flood" | "syn_flood" | "ack_flood" | "icmp_flood" | "unknown"
-            ) {
-                return (
-                    422,
-                    format!(
-                        "Failed to deserialize the JSON body into the target type: vector: unknown variant `{vector}`"
-                    ),
-                );
-            }
-            if !authorized(st, req) {
-                return (
-                    401,
-                    r#"{"error":"unauthorized: authentication required"}"#.into(),
-                );
-            }
-            if ip.parse::<std::net::IpAddr>().is_err() {
-                return (
-                    400,
-                    format!(r#"{{"error":"invalid request: invalid IP address: '{ip}'"}}"#),
-                );
-            }
-            let event_id = s("event_id").unwrap_or_default();
-            let mut ms = st.mitigations.lock().unwrap();
-            let now = prefixd_fastnetmon::time::now().replace('Z', ".000000+00:00");
-            let existing = ms
-                .iter_mut()
-                .find(|m| m.victim_ip == ip && m.vector == vector && m.status == "active");
-            let (status, id) = match existing {
-                Some(m) => {
-                    m.updated_at = now;
-                    ("extended", m.id.clone())
-                }
-                None => {
-                    let id = format!("00000000-0000-4000-8000-{:012x}", ms.len() + 1);
-                    ms.push(Mitigation {
-                        id: id.clone(),
-                        victim_ip: ip,
-                        vector,
-                        status: "active".into(),
-                        updated_at: now,
-                    });
-                    ("accepted", id)
-                }
-            };
-            (
-                202,
-                format!(
-                    r#"{{"event_id":"11111111-1111-4111-8111-111111111111","external_event_id":"{event_id}","status":"{status}","mitigation_id":"{id}"}}"#
-                ),
-            )
-        }
-        ("GET", "/v1/mitigations") => {
-            if !authorized(st, req) {
-                return (401, String::new());
-            }
-            let q = query(&req.target);
-            let statuses: Vec<&str> = q
-                .get("status")
-                .map(|s| s.split(',').collect())
-                .unwrap_or_default();
-            let limit: usize = q
-                .get("limit")
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(100)
-                .min(1000);
-            let ms = st.mitigations.lock().unwrap();
-            let rows: Vec<String> = ms
-                .iter()
-                .rev()
-                .filter(|m| !q.contains_key("status") || statuses.contains(&m.status.as_str()))
-                .filter(|m| q.get("victim_ip").is_none_or(|v| *v == m.victim_ip))
-                .take(limit)
-                .map(mitigation_json)
-                .collect();
-            (
-                200,
-                format!(
-                    r#"{{"mitigations":[{}],"count":{}}}"#,
-                    rows.join(","),
-                    rows.len()
-                ),
-            )
-        }
+        ("POST", "/v1/events") => post_event(st, req),
+        ("GET", "/v1/mitigations") => list(st, req),
         ("GET", p) if p.starts_with("/v1/mitigations/") => {
-            if !authorized(st, req) {
-                return (401, String::new());
-            }
-            let id = &p["/v1/mitigations/".len()..];
-            match st.mitigations.lock().unwrap().iter().find(|m| m.id == id) {
-                Some(m) => (200, mitigation_json(m)),
-                None => (404, String::new()),
-            }
+            get_one(st, req, &p["/v1/mitigations/".len()..])
         }
-        ("POST", p) if p.starts_with("/v1/mitigations/") && p.ends_with("/withdraw") => {
-            let o = match json_body(req) {
-                Ok(o) => o,
-                Err(refusal) => return refusal,
-            };
-            let (Some(Value::String(op)), Some(Value::String(_))) =
-                (o.get("operator_id"), o.get("reason"))
-            else {
-                return (422, "Failed to deserialize the JSON body into the target type: missing field `operator_id`".into());
-            };
-            if !authorized(st, req) {
-                return (401, String::new());
-            }
-            if op.is_empty() || op.len() > 64 {
-                return (400, String::new());
-            }
-            let id = &p["/v1/mitigations/".len()..p.len() - "/withdraw".len()];
-            let mut ms = st.mitigations.lock().unwrap();
-            match ms.iter_mut().find(|m| m.id == id) {
-                None => (404, String::new()),
-                Some(m) if m.status != "active" => (400, String::new()),
-                Some(m) => {
-                    m.status = "withdrawn".into();
-                    (200, mitigation_json(m))
-                }
-            }
-        }
+        ("POST", p) if p.starts_with("/v1/mitigations/") && p.ends_with("/withdraw") => withdraw(
+            st,
+            req,
+            &p["/v1/mitigations/".len()..p.len() - "/withdraw".len()],
+        ),
         _ => (404, String::new()),
+    }
+}
+
+/// `POST /v1/events`: a ban creates a mitigation, or extends the victim's active one of the
+/// same vector.
+fn post_event(st: &State, req: &Recorded) -> (u16, String) {
+    let o = match json_body(req) {
+        Ok(o) => o,
+        Err(refusal) => return refusal,
+    };
+    let s = |k: &str| match o.get(k) {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let (Some(ts), Some(_src), Some(ip), Some(vector)) =
+        (s("timestamp"), s("source"), s("victim_ip"), s("vector"))
+    else {
+        return (
+            422,
+            "Failed to deserialize the JSON body into the target type: missing field".into(),
+        );
+    };
+    if !(ts.ends_with('Z') || ts.ends_with("+00:00")) {
+        return (
+            422,
+            "Failed to deserialize the JSON body into the target type: timestamp".into(),
+        );
+    }
+    if !matches!(
+        vector.as_str(),
+        "udp_flood" | "syn_flood" | "ack_flood" | "icmp_flood" | "unknown"
+    ) {
+        return (
+            422,
+            format!(
+                "Failed to deserialize the JSON body into the target type: vector: unknown variant `{vector}`"
+            ),
+        );
+    }
+    if !authorized(st, req) {
+        return (
+            401,
+            r#"{"error":"unauthorized: authentication required"}"#.into(),
+        );
+    }
+    if ip.parse::<std::net::IpAddr>().is_err() {
+        return (
+            400,
+            format!(r#"{{"error":"invalid request: invalid IP address: '{ip}'"}}"#),
+        );
+    }
+    let event_id = s("event_id").unwrap_or_default();
+    let mut ms = st.mitigations.lock().unwrap();
+    let now = prefixd_fastnetmon::time::now().replace('Z', ".000000+00:00");
+    let existing = ms
+        .iter_mut()
+        .find(|m| m.victim_ip == ip && m.vector == vector && m.status == "active");
+    let (status, id) = match existing {
+        Some(m) => {
+            m.updated_at = now;
+            ("extended", m.id.clone())
+        }
+        None => {
+            let id = format!("00000000-0000-4000-8000-{:012x}", ms.len() + 1);
+            ms.push(Mitigation {
+                id: id.clone(),
+                victim_ip: ip,
+                vector,
+                status: "active".into(),
+                updated_at: now,
+            });
+            ("accepted", id)
+        }
+    };
+    (
+        202,
+        format!(
+            r#"{{"event_id":"11111111-1111-4111-8111-111111111111","external_event_id":"{event_id}","status":"{status}","mitigation_id":"{id}"}}"#
+        ),
+    )
+}
+
+/// `GET /v1/mitigations?status=…&victim_ip=…&limit=…`, newest first.
+fn list(st: &State, req: &Recorded) -> (u16, String) {
+    if !authorized(st, req) {
+        return (401, String::new());
+    }
+    let q = query(&req.target);
+    let statuses: Vec<&str> = q
+        .get("status")
+        .map(|s| s.split(',').collect())
+        .unwrap_or_default();
+    let limit: usize = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(100)
+        .min(1000);
+    let ms = st.mitigations.lock().unwrap();
+    let rows: Vec<String> = ms
+        .iter()
+        .rev()
+        .filter(|m| !q.contains_key("status") || statuses.contains(&m.status.as_str()))
+        .filter(|m| q.get("victim_ip").is_none_or(|v| *v == m.victim_ip))
+        .take(limit)
+        .map(mitigation_json)
+        .collect();
+    (
+        200,
+        format!(
+            r#"{{"mitigations":[{}],"count":{}}}"#,
+            rows.join(","),
+            rows.len()
+        ),
+    )
+}
+
+/// `GET /v1/mitigations/{id}`.
+fn get_one(st: &State, req: &Recorded, id: &str) -> (u16, String) {
+    if !authorized(st, req) {
+        return (401, String::new());
+    }
+    match st.mitigations.lock().unwrap().iter().find(|m| m.id == id) {
+        Some(m) => (200, mitigation_json(m)),
+        None => (404, String::new()),
+    }
+}
+
+/// `POST /v1/mitigations/{id}/withdraw`: 400 when not active, 404 when unknown.
+fn withdraw(st: &State, req: &Recorded, id: &str) -> (u16, String) {
+    let o = match json_body(req) {
+        Ok(o) => o,
+        Err(refusal) => return refusal,
+    };
+    let (Some(Value::String(op)), Some(Value::String(_))) = (o.get("operator_id"), o.get("reason"))
+    else {
+        return (
+            422,
+            "Failed to deserialize the JSON body into the target type: missing field `operator_id`"
+                .into(),
+        );
+    };
+    if !authorized(st, req) {
+        return (401, String::new());
+    }
+    if op.is_empty() || op.len() > 64 {
+        return (400, String::new());
+    }
+    let mut ms = st.mitigations.lock().unwrap();
+    match ms.iter_mut().find(|m| m.id == id) {
+        None => (404, String::new()),
+        Some(m) if m.status != "active" => (400, String::new()),
+        Some(m) => {
+            m.status = "withdrawn".into();
+            (200, mitigation_json(m))
+        }
     }
 }
