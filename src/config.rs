@@ -4,7 +4,7 @@
 
 use crate::envfile;
 use crate::files::{load_rules, read_env_file};
-use crate::token::{looks_like_a_token, resolve_token};
+use crate::token::{Given, looks_like_a_token, resolve_token};
 use crate::values::{
     parse_bool, parse_count, parse_operator, parse_seconds, parse_token, parse_url,
 };
@@ -264,10 +264,21 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
     let debug = r.flag("PREFIXD_DEBUG");
     let sources = r.sources;
 
+    let source_of = |name: &str| {
+        sources
+            .iter()
+            .find(|o| o.name == name)
+            .map_or(Source::Default, |o| o.source.clone())
+    };
+    let given = Given {
+        token_from: source_of("PREFIXD_TOKEN").to_string(),
+        token_file_from: source_of("PREFIXD_TOKEN_FILE").to_string(),
+        token_in_env_file: matches!(source_of("PREFIXD_TOKEN"), Source::File { .. }),
+    };
     let token = resolve_token(
         token_inline,
         token_file,
-        &sources,
+        given,
         (&env_file, env_file_mode),
         &mut warnings,
         &mut errors,

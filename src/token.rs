@@ -2,40 +2,38 @@
 //! a file holding it is readable by others, and never echoed — not even a token put where its
 //! file's path belongs.
 
-use crate::config::{Origin, Source};
 use crate::files::read_bounded;
 use crate::values::parse_token;
 use std::path::{Path, PathBuf};
+
+/// Where the token's variables were set: each one's source for messages (`file:line`,
+/// `environment`), and whether PREFIXD_TOKEN came from the env file.
+pub struct Given {
+    pub token_from: String,
+    pub token_file_from: String,
+    pub token_in_env_file: bool,
+}
 
 /// The token, from PREFIXD_TOKEN or PREFIXD_TOKEN_FILE (not both), with a warning when the
 /// file holding it is readable by others.
 pub fn resolve_token(
     inline: Option<String>,
     file: Option<PathBuf>,
-    sources: &[Origin],
+    given: Given,
     (env_file, env_file_mode): (&str, Option<u32>),
     warnings: &mut Vec<String>,
     errors: &mut Vec<String>,
 ) -> Option<String> {
-    let source_of = |name: &str| {
-        sources
-            .iter()
-            .find(|o| o.name == name)
-            .map_or(Source::Default, |o| o.source.clone())
-    };
     match (inline, file) {
         (Some(_), Some(_)) => {
             errors.push(format!(
                 "PREFIXD_TOKEN ({}) and PREFIXD_TOKEN_FILE ({}) are both set; keep one",
-                source_of("PREFIXD_TOKEN"),
-                source_of("PREFIXD_TOKEN_FILE")
+                given.token_from, given.token_file_from
             ));
             None
         }
         (Some(t), None) => {
-            if matches!(source_of("PREFIXD_TOKEN"), Source::File { .. })
-                && env_file_mode.is_some_and(|m| m & 0o044 != 0)
-            {
+            if given.token_in_env_file && env_file_mode.is_some_and(|m| m & 0o044 != 0) {
                 warnings.push(format!(
                     "{env_file} holds PREFIXD_TOKEN and is readable by group or others (chmod 600 it)"
                 ));
