@@ -20,20 +20,93 @@ pub struct Event {
     pub action: String,
     pub pps: Option<i64>,
     pub bps: Option<i64>,
+    /// 0.0–1.0 (README "Confidence"). prefixd ≥ v0.14 averages it per (victim, vector) signal
+    /// group and mitigates nothing below its `confidence_threshold`, a missing value counting
+    /// as 0 (`src/correlation/engine.rs`); v0.10.1 ignores it.
+    pub confidence: Option<f64>,
     /// `{raw, direction, original_action, truncated}`, plus `replayed` and
     /// `replay_delay_seconds` for a ban sent from the spool.
     pub raw_details: miniserde::json::Value,
 }
 
+/// The 202 of `POST /v1/events` (`{event_id, external_event_id, status, mitigation_id}`).
 #[derive(Deserialize, Debug)]
 pub struct EventReply {
     pub status: Option<String>,
     pub mitigation_id: Option<String>,
+    /// Not sent by v0.10.1 or v0.19.1; said when a later prefixd explains a held ban.
+    pub reason: Option<String>,
 }
 
+/// What a ban's 202 did (shared/prefixd-api.md §1a, shared/prefixd-0.19.md §1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BanOutcome {
+    /// `accepted` or `extended` with this `mitigation_id`: announced, or kept alive.
+    Mitigated(String),
+    /// Recorded, and nothing created or extended: why, in words.
+    Held(String),
+}
+
+impl EventReply {
+    pub fn outcome(&self, vector: &str) -> BanOutcome {
+        let status = self.status.as_deref().unwrap_or("(no status)");
+        let said = self
+            .reason
+            .as_deref()
+            .map_or_else(String::new, |r| format!(": {r}"));
+        match (status, &self.mitigation_id) {
+            ("accepted" | "extended", Some(id)) => BanOutcome::Mitigated(id.clone()),
+            ("accepted", None) => BanOutcome::Held(format!(
+                "held by prefixd's correlation engine (its signal group's confidence or sources are below correlation.yaml's threshold){said}"
+            )),
+            ("accepted_no_mitigation", _) => BanOutcome::Held(format!(
+                "the victim is in none of prefixd's inventory (no customer owns it){said}"
+            )),
+            ("accepted_no_playbook", _) => {
+                BanOutcome::Held(format!("prefixd has no playbook for vector {vector}{said}"))
+            }
+            (other, _) => BanOutcome::Held(format!("status {other}{said}")),
+        }
+    }
+}
+
+/// A page of `GET /v1/mitigations`. v0.19.1 adds the cursor (shared/prefixd-0.19.md §3);
+/// v0.10.1 sends neither field.
 #[derive(Deserialize, Debug)]
 pub struct MitigationList {
     pub mitigations: Vec<Mitigation>,
+    pub next_cursor: Option<String>,
+    pub has_more: Option<bool>,
+}
+
+/// `GET /v1/health` (public).
+#[derive(Deserialize, Debug)]
+pub struct Health {
+    pub status: Option<String>,
+    pub version: Option<String>,
+    pub auth_mode: Option<String>,
+}
+
+impl Health {
+    /// Which generation of prefixd's `/v1` this is, by its version: v0.11 brought cursor
+    /// pages, v0.14 correlation, v0.19.1 the rate limit and the withdraw identity.
+    pub fn generation(&self) -> &'static str {
+        let version = self.version.as_deref().unwrap_or("");
+        let mut parts = version.trim_start_matches('v').split('.');
+        let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        match (major, minor, version.is_empty()) {
+            (_, _, true) => "an unknown generation (no version given): spoken to as either",
+            (0, 0..=10, _) => "the v0.10 generation: offset pages, confidence ignored",
+            (0, 11..=13, _) => "the v0.11+ generation: cursor pages",
+            (0, 14..=18, _) => {
+                "the v0.14+ generation: cursor pages, correlation (confidence counts)"
+            }
+            _ => {
+                "the v0.19 generation: cursor pages, correlation (confidence counts), 429 with retry_after_seconds, withdraw identity from the token"
+            }
+        }
+    }
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -51,10 +124,18 @@ pub struct Withdraw {
     pub reason: String,
 }
 
-/// What prefixd answered: status and the first bytes of the body.
+/// What prefixd answered: status, the first bytes of the body, and a proxy's `Retry-After`.
 pub struct Reply {
     pub status: u16,
     pub body: Vec<u8>,
+    /// `Retry-After` in seconds, if the answer had one (prefixd itself never sends it).
+    pub retry_after_header: Option<u64>,
+}
+
+/// prefixd's 429 body, `{"error":"rate_limited","retry_after_seconds":N}` (v0.19.1).
+#[derive(Deserialize)]
+struct RateLimited {
+    retry_after_seconds: Option<u64>,
 }
 
 /// Bodies are read up to this; prefixd's largest answer (1000 mitigations) is ~700 KiB.
@@ -74,6 +155,16 @@ impl Reply {
         } else {
             s
         }
+    }
+
+    /// How long prefixd asks us to wait before the next request: `retry_after_seconds` from
+    /// the JSON body (prefixd v0.19.1), else `Retry-After` (a proxy), else 1 s; at most 60 s.
+    pub fn retry_after(&self) -> Duration {
+        let body = self
+            .json::<RateLimited>("")
+            .ok()
+            .and_then(|r| r.retry_after_seconds);
+        Duration::from_secs(body.or(self.retry_after_header).unwrap_or(1).clamp(1, 60))
     }
 
     pub fn json<T: Deserialize>(&self, what: &str) -> Result<T, String> {
@@ -224,17 +315,28 @@ impl Client {
             .build();
         let mut resp = self.agent.run(req).map_err(|e| self.describe(e))?;
         let status = resp.status().as_u16();
+        let retry_after_header = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
         // The status is prefixd's answer; a body cut short or too large does not undo it.
         let body = match resp.body_mut().with_config().limit(MAX_BODY).read_to_vec() {
             Ok(b) => b,
             Err(e) => format!("(body not read: {})", self.describe(e)).into_bytes(),
         };
-        Ok(Reply { status, body })
+        Ok(Reply {
+            status,
+            body,
+            retry_after_header,
+        })
     }
 
-    /// Sends with retries on transient failures (connect errors, timeouts, 408, 429, 5xx),
-    /// jittered exponential backoff, all inside the deadline. `body` is asked again for each
-    /// attempt, so a ban gets a fresh `event_id` every time. Returns the first final answer.
+    /// Sends with retries on transient failures (connect errors, timeouts, 408, 5xx),
+    /// jittered exponential backoff, all inside the deadline; a 429 waits as prefixd asks
+    /// (`Reply::retry_after`, spread wider at each 429 so that a carpet of runs does not come
+    /// back at once) and does not use up the attempts. `body` is asked again for each attempt,
+    /// so a ban gets a fresh `event_id` every time. Returns the first final answer.
     pub fn request(
         &self,
         log: &Log,
@@ -243,27 +345,42 @@ impl Client {
         mut body: impl FnMut() -> Result<Option<String>, Error>,
     ) -> Result<Reply, Error> {
         let mut last = String::new();
-        let mut attempts = 0;
-        for attempt in 1..=self.retries {
-            attempts = attempt;
+        let (mut attempts, mut failures, mut rate_limited) = (0u32, 0u32, 0u32);
+        while failures < self.retries && rate_limited <= MAX_RATE_LIMITED {
+            attempts += 1;
             let b = body()?;
-            last = match self.attempt(log, method, path, b.as_deref()) {
+            let (pause, said) = match self.attempt(log, method, path, b.as_deref()) {
+                Ok(r) if r.status == 429 => {
+                    rate_limited += 1;
+                    last = format!("HTTP 429: {}", r.snippet());
+                    let asked = r.retry_after();
+                    let said = format!(
+                        "{last}; prefixd asks to wait {}s (rate limited {rate_limited} time(s))",
+                        asked.as_secs()
+                    );
+                    (rate_limited_wait(asked, rate_limited), said)
+                }
                 Ok(r) if !transient(r.status) => return Ok(r),
-                Ok(r) => format!("HTTP {}: {}", r.status, r.snippet()),
-                Err(e) => e,
+                outcome => {
+                    failures += 1;
+                    last = match outcome {
+                        Ok(r) => format!("HTTP {}: {}", r.status, r.snippet()),
+                        Err(e) => e,
+                    };
+                    if failures == self.retries {
+                        break;
+                    }
+                    let said = format!("attempt {failures}/{}: {last}", self.retries);
+                    (backoff(failures), said)
+                }
             };
-            if attempt == self.retries {
-                break;
-            }
-            let pause = backoff(attempt);
             if pause + Duration::from_millis(100) >= self.remaining() {
                 last.push_str("; deadline leaves no time to retry");
                 break;
             }
             log.warn(&format!(
-                "{method} {} attempt {attempt}/{}: {last}; retrying in {:.2}s",
+                "{method} {} {said}; retrying in {:.2}s",
                 self.url(path),
-                self.retries,
                 pause.as_secs_f64()
             ));
             std::thread::sleep(pause);
@@ -273,6 +390,19 @@ impl Client {
             self.url(path)
         )))
     }
+}
+
+/// 429s one request waits through before it is kept for later (the deadline comes first with
+/// the defaults).
+const MAX_RATE_LIMITED: u32 = 20;
+
+/// prefixd's wait plus a random share of a window that doubles with each 429 in a row (1×,
+/// 2×, 4× … the wait, up to 8 s): a thousand runs told "1 s" come back spread out, at about
+/// the rate prefixd's bucket refills, instead of together.
+fn rate_limited_wait(asked: Duration, nth: u32) -> Duration {
+    let window = (asked * (1u32 << nth.saturating_sub(1).min(3))).min(Duration::from_secs(8));
+    let share = f64::from(getrandom::u32().unwrap_or(0)) / f64::from(u32::MAX);
+    asked + window.mul_f64(share)
 }
 
 /// An IP address in `PREFIXD_API` needs no lookup; ureq's resolver would still start a thread
@@ -310,6 +440,7 @@ impl ureq::unversioned::resolver::Resolver for LiteralFirst {
     }
 }
 
+/// Worth trying again: prefixd (or the way to it) may answer otherwise in a moment.
 fn transient(status: u16) -> bool {
     status == 408 || status == 429 || status >= 500
 }

@@ -2,7 +2,7 @@
 //! configuration in force with where each value came from, then one ✔/✘ line per check:
 //! env file, log, spool, CA file, rules, prefixd's health, and an authenticated request.
 
-use crate::api::{Answer, Client, Endpoint};
+use crate::api::{Answer, Client, Endpoint, Health};
 use crate::config::{Loaded, Source};
 use crate::error::Error;
 use crate::log::Log;
@@ -151,12 +151,6 @@ pub fn run(loaded: &Loaded, deadline: Instant, log: &Log) -> Result<(), Error> {
 
 /// `GET /v1/health` (public), then an authenticated `GET /v1/mitigations?limit=1`.
 fn reach(client: &Client, has_token: bool, log: &Log, r: &mut Checklist) {
-    #[derive(miniserde::Deserialize)]
-    struct Health {
-        status: Option<String>,
-        version: Option<String>,
-        auth_mode: Option<String>,
-    }
     let started = Instant::now();
     let url = client.url("/v1/health");
     let health = match client.ask(log, Endpoint::Health, "GET", "/v1/health", || Ok(None)) {
@@ -167,11 +161,16 @@ fn reach(client: &Client, has_token: bool, log: &Log, r: &mut Checklist) {
     let took = started.elapsed().as_secs_f64();
     let auth_mode = match health {
         Ok(h) => {
-            let auth = h.auth_mode.unwrap_or_else(|| "?".into());
+            let auth = h.auth_mode.clone().unwrap_or_else(|| "?".into());
             r.ok(format!(
                 "GET {url} -> 200 {} (prefixd {}, auth {auth}) in {took:.3}s",
                 h.status.as_deref().unwrap_or("?"),
                 h.version.as_deref().unwrap_or("?")
+            ));
+            r.ok(format!(
+                "prefixd {} is {}; this client speaks to both generations",
+                h.version.as_deref().unwrap_or("(version not given)"),
+                h.generation()
             ));
             auth
         }

@@ -6,7 +6,7 @@ use crate::envfile;
 use crate::files::{load_rules, read_env_file};
 use crate::token::{Given, looks_like_a_token, resolve_token};
 use crate::values::{
-    parse_bool, parse_count, parse_operator, parse_seconds, parse_token, parse_url,
+    parse_bool, parse_count, parse_fraction, parse_operator, parse_seconds, parse_token, parse_url,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,6 +33,8 @@ pub enum Kind {
     Seconds {
         zero_ok: bool,
     },
+    /// A fraction from 0 to 1 (prefixd's `confidence`).
+    Fraction,
     Bool,
 }
 
@@ -142,6 +144,12 @@ pub const VARIABLES: &[Var] = &[
         "seconds after which a kept unban is dropped",
     ),
     var(
+        "PREFIXD_CONFIDENCE",
+        "",
+        Kind::Fraction,
+        "confidence 0-1 sent on every ban instead of the table",
+    ),
+    var(
         "PREFIXD_VECTOR_RULES",
         "",
         Kind::Path,
@@ -209,6 +217,8 @@ pub struct Config {
     pub unban_max_age: Duration,
     /// node_exporter textfile (`PREFIXD_METRICS`); None: no metrics.
     pub metrics: Option<PathBuf>,
+    /// PREFIXD_CONFIDENCE: sent on every ban instead of README's table; None: the table.
+    pub confidence: Option<f64>,
     /// Custom vector rules (`PREFIXD_VECTOR_RULES`), first match wins.
     pub rules: Vec<crate::rules::Rule>,
     pub debug: bool,
@@ -259,6 +269,7 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
     let spool = r.path("PREFIXD_SPOOL");
     let spool_max_age = r.seconds("PREFIXD_SPOOL_MAX_AGE");
     let unban_max_age = r.seconds("PREFIXD_UNBAN_MAX_AGE");
+    let confidence = r.fraction("PREFIXD_CONFIDENCE");
     let rules_file = r.path("PREFIXD_VECTOR_RULES");
     let metrics = r.path("PREFIXD_METRICS");
     let debug = r.flag("PREFIXD_DEBUG");
@@ -301,6 +312,7 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
         spool_max_age,
         unban_max_age,
         metrics,
+        confidence,
         rules,
         debug,
         sources,
@@ -405,6 +417,7 @@ enum Value {
     Path(Option<PathBuf>),
     Count(u32),
     Seconds(Duration),
+    Fraction(f64),
     Bool(bool),
 }
 
@@ -418,6 +431,7 @@ fn parse(kind: Kind, s: &str) -> Result<Value, String> {
         Kind::Spool => Value::Path((s != "off").then(|| PathBuf::from(s))),
         Kind::Count { min, max } => Value::Count(parse_count(s, min, max)?),
         Kind::Seconds { zero_ok } => Value::Seconds(parse_seconds(s, zero_ok)?),
+        Kind::Fraction => Value::Fraction(parse_fraction(s)?),
         Kind::Bool => Value::Bool(parse_bool(s)?),
     })
 }
@@ -499,6 +513,13 @@ impl Resolver<'_> {
         match self.value(name) {
             Some(Value::Seconds(d)) => d,
             _ => Duration::ZERO,
+        }
+    }
+
+    fn fraction(&mut self, name: &'static str) -> Option<f64> {
+        match self.value(name) {
+            Some(Value::Fraction(x)) => Some(x),
+            _ => None,
         }
     }
 

@@ -2,7 +2,7 @@
 //! answer means for the operator (log line, exit code).
 
 use crate::api::{
-    Answer, Client, Endpoint, Event, EventReply, Mitigation, MitigationList, Withdraw,
+    Answer, BanOutcome, Client, Endpoint, Event, EventReply, Mitigation, MitigationList, Withdraw,
 };
 use crate::config::Config;
 use crate::error::Error;
@@ -18,7 +18,8 @@ const PAGE: usize = 1000;
 /// Bounds the "full page, look again" loop even against a prefixd that misbehaves.
 const MAX_PAGES: usize = 50;
 
-/// Which vector a ban carries, and why; and its bandwidth (the details are parsed once).
+/// Which vector a ban carries, and why; its confidence, and why; and its bandwidth (the
+/// details are parsed once).
 #[derive(Clone)]
 pub struct VectorChoice {
     pub vector: String,
@@ -26,9 +27,24 @@ pub struct VectorChoice {
     /// `file:line` of the custom rule that chose it; None: built-in detection.
     pub rule: Option<String>,
     pub builtin: &'static str,
+    /// 0.0–1.0, sent as the event's `confidence`.
+    pub confidence: f64,
+    /// Which row of README "Confidence" gave it.
+    pub confidence_basis: &'static str,
 }
 
-pub fn choose_vector(rules: &[Rule], notice: &Notice) -> VectorChoice {
+/// The confidence table (README "Confidence"): how sure the ban is, by how its vector was
+/// known. Every row reaches prefixd's shipped `confidence_threshold` of 0.5
+/// (`configs/correlation.yaml`): each is an attack FastNetMon detected over its thresholds.
+pub const CONFIDENCE_MANUAL: f64 = 1.0;
+pub const CONFIDENCE_RULE: f64 = 0.9;
+pub const CONFIDENCE_NAMED: f64 = 0.9;
+pub const CONFIDENCE_INFERRED: f64 = 0.7;
+pub const CONFIDENCE_UNKNOWN: f64 = 0.6;
+
+/// `fixed`: PREFIXD_CONFIDENCE, which replaces the table (a rule's own `confidence=` still
+/// wins for the bans it matches).
+pub fn choose_vector(rules: &[Rule], notice: &Notice, fixed: Option<f64>) -> VectorChoice {
     let parsed = details::parse(&notice.details);
     let builtin = details::vector(&parsed, notice.victim_ip, &notice.direction);
     let facts = rules::Facts {
@@ -38,19 +54,37 @@ pub fn choose_vector(rules: &[Rule], notice: &Notice) -> VectorChoice {
         mbps: details::mbps(&parsed, &notice.direction),
     };
     let bps = details::bps(&parsed, &notice.direction);
-    match rules::first_match(rules, &facts) {
-        Some(r) => VectorChoice {
-            vector: r.vector.clone(),
-            bps,
-            rule: Some(r.origin.clone()),
-            builtin,
-        },
-        None => VectorChoice {
-            vector: builtin.into(),
-            bps,
-            rule: None,
-            builtin,
-        },
+    let rule = rules::first_match(rules, &facts);
+    let named = matches!(
+        parsed.attack_type.as_deref(),
+        Some("syn_flood" | "udp_flood" | "icmp_flood" | "ack_flood")
+    );
+    let (table, row) = if notice.direction == "other" {
+        (CONFIDENCE_MANUAL, "a manual ban through FastNetMon's API")
+    } else if rule.is_some() {
+        (CONFIDENCE_RULE, "a custom rule chose the vector")
+    } else if named {
+        (CONFIDENCE_NAMED, "FastNetMon named the attack")
+    } else if builtin != "unknown" {
+        (
+            CONFIDENCE_INFERRED,
+            "vector inferred from the protocol or TCP flags",
+        )
+    } else {
+        (CONFIDENCE_UNKNOWN, "a detected attack of unknown vector")
+    };
+    let (confidence, confidence_basis) = match (rule.and_then(|r| r.confidence), fixed) {
+        (Some(c), _) => (c, "the rule's confidence="),
+        (None, Some(c)) => (c, "PREFIXD_CONFIDENCE"),
+        (None, None) => (table, row),
+    };
+    VectorChoice {
+        vector: rule.map_or_else(|| builtin.to_string(), |r| r.vector.clone()),
+        bps,
+        rule: rule.map(|r| r.origin.clone()),
+        builtin,
+        confidence,
+        confidence_basis,
     }
 }
 
@@ -81,20 +115,32 @@ pub fn ban_event(notice: &Notice, replay: bool, choice: &VectorChoice) -> Result
         action: "ban".into(),
         pps: notice.pps,
         bps: choice.bps,
+        confidence: Some(choice.confidence),
         raw_details: Value::Object(raw),
     })
+}
+
+/// What a delivered notice did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    /// A ban that created or extended this mitigation.
+    Mitigated(String),
+    /// A ban prefixd recorded and mitigated nothing for (logged as a WARN with why).
+    Held,
+    /// An unban done, or a ban prefixd had received already (409) or answered unreadably.
+    Done,
 }
 
 /// Sends the ban. A vector chosen by a custom rule that prefixd refuses (422: a vector it does
 /// not know yet) is sent again at once with the built-in vector, so the ban is never lost.
 pub fn ban(
+    cfg: &Config,
     client: &Client,
-    rules: &[Rule],
     log: &Log,
     notice: &Notice,
     replay: bool,
-) -> Result<(), Error> {
-    let choice = choose_vector(rules, notice);
+) -> Result<Delivered, Error> {
+    let choice = choose_vector(&cfg.rules, notice, cfg.confidence);
     match post_ban(client, log, notice, replay, &choice) {
         // Only a 422 about the vector; a guardrail's 422 (safelist, quota) would refuse the
         // built-in vector just the same.
@@ -137,25 +183,26 @@ fn post_ban(
     notice: &Notice,
     replay: bool,
     choice: &VectorChoice,
-) -> Result<(), Refusal> {
+) -> Result<Delivered, Refusal> {
     // The log line of the last attempt; the event itself (details and all) is not kept.
     let mut sent: Option<(String, String)> = None;
     let answer = client.ask(log, Endpoint::Events, "POST", "/v1/events", || {
         let event = ban_event(notice, replay, choice)?;
         let body = miniserde::json::to_string(&event);
         let what = format!(
-            "ban {} vector={} pps={} bps={} event_id={}",
+            "ban {} vector={} pps={} bps={} confidence={} event_id={}",
             event.victim_ip,
             event.vector,
             opt(event.pps),
             opt(event.bps),
+            choice.confidence,
             event.event_id
         );
         sent = Some((what, event.timestamp));
         Ok(Some(body))
     });
     let Some((mut what, timestamp)) = sent else {
-        return answer.map(|_| ()).map_err(Refusal::Other);
+        return answer.map(|_| Delivered::Done).map_err(Refusal::Other);
     };
     if let Some(rule) = &choice.rule {
         what.push_str(&format!(" rule={rule}"));
@@ -164,25 +211,40 @@ fn post_ban(
         what.push_str(&format!(" (replayed from the spool, received {timestamp})"));
     }
     match answer {
-        Ok(Answer::Done(reply)) => {
-            match reply.json::<EventReply>("POST /v1/events") {
-                Ok(r) => log.info(&format!(
+        Ok(Answer::Done(reply)) => match reply.json::<EventReply>("POST /v1/events") {
+            Ok(r) => {
+                let said = format!(
                     "{what} -> {} {} mitigation_id={}",
                     reply.status,
                     r.status.as_deref().unwrap_or("?"),
                     r.mitigation_id.as_deref().unwrap_or("none")
-                )),
-                // Delivered all the same: the status code is what prefixd promises.
-                Err(e) => log.warn(&format!("{what} -> {} delivered; {e}", reply.status)),
+                );
+                match r.outcome(&choice.vector) {
+                    BanOutcome::Mitigated(id) => {
+                        log.info(&said);
+                        Ok(Delivered::Mitigated(id))
+                    }
+                    BanOutcome::Held(why) => {
+                        log.warn(&format!(
+                            "{said}: prefixd recorded the ban of {} but mitigated nothing yet: {why}",
+                            notice.victim_ip
+                        ));
+                        Ok(Delivered::Held)
+                    }
+                }
             }
-            Ok(())
-        }
+            // Delivered all the same: the status code is what prefixd promises.
+            Err(e) => {
+                log.warn(&format!("{what} -> {} delivered; {e}", reply.status));
+                Ok(Delivered::Done)
+            }
+        },
         Ok(Answer::AlreadyReceived(reply)) => {
             log.info(&format!(
                 "{what} -> 409 already received: {}",
                 reply.snippet()
             ));
-            Ok(())
+            Ok(Delivered::Done)
         }
         Ok(Answer::UnknownVector(e)) => {
             log.error(&format!("{what} -> {e}"));
@@ -208,12 +270,60 @@ pub fn lookup_path(victim_ip: &str) -> String {
     format!("/v1/mitigations?status=pending,active,escalated&victim_ip={victim_ip}&limit={PAGE}")
 }
 
+/// The next page of a v0.19-style listing: `cursor` percent-encoded (it is opaque text).
+fn page_path(victim_ip: &str, cursor: &str) -> String {
+    let mut encoded = String::with_capacity(cursor.len());
+    for b in cursor.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{}&cursor={encoded}", lookup_path(victim_ip))
+}
+
+/// What our withdrawals say in `reason`, so that anyone reading a mitigation (an operator,
+/// the next run, another FastNetMon host) can tell this program's unban from a person's:
+/// `[prefixd-fastnetmon@<host> unban <victim_ip>]`. prefixd v0.19.1 ignores `operator_id`
+/// and stores `bearer-token: <reason>` for every token (shared/prefixd-0.19.md §4).
+pub fn withdraw_marker(host: &str, victim_ip: &str) -> String {
+    format!("[prefixd-fastnetmon@{host} unban {victim_ip}]")
+}
+
+/// The host named in a withdrawal's marker, if `reason` carries one (`<identity>: …` and
+/// all).
+pub fn marker_host(reason: &str) -> Option<&str> {
+    let rest = &reason[reason.find("[prefixd-fastnetmon@")? + "[prefixd-fastnetmon@".len()..];
+    let host = &rest[..rest.find(' ')?];
+    (!host.is_empty()).then_some(host)
+}
+
+/// This host's name (`/proc/sys/kernel/hostname`), as a marker can carry it.
+pub fn hostname() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String = name
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && !matches!(c, '[' | ']'))
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        "unknown-host".into()
+    } else {
+        name
+    }
+}
+
 pub fn withdraw_body(cfg: &Config, notice: &Notice) -> String {
     miniserde::json::to_string(&Withdraw {
+        // v0.10.1 requires it; v0.19.1 ignores it.
         operator_id: cfg.operator.clone(),
         reason: format!(
-            "FastNetMon unban for {} (direction={})",
-            notice.victim_ip, notice.direction
+            "FastNetMon unban for {} (direction={}) {}",
+            notice.victim_ip,
+            notice.direction,
+            withdraw_marker(&hostname(), &notice.victim_ip.to_string())
         ),
     })
 }
@@ -241,13 +351,12 @@ pub fn unban(
     let mut left_alone = 0usize;
     let mut first_error = None;
     let mut lookups = 0u32;
-    for _page in 0..MAX_PAGES {
-        let (rows, active) = loop {
+    for _round in 0..MAX_PAGES {
+        let (active, more) = loop {
             lookups += 1;
-            let list = lookup(client, log, &ip)?;
-            let active: Vec<&Mitigation> = list
-                .mitigations
-                .iter()
+            let (rows, more) = list_all(client, log, &ip)?;
+            let active: Vec<Mitigation> = rows
+                .into_iter()
                 // Defensive: never act on a row that is not this victim's active mitigation,
                 // whatever filter the server applied.
                 .filter(|m| m.victim_ip.as_deref().is_none_or(|v| v == ip))
@@ -258,14 +367,11 @@ pub fn unban(
                 })
                 .collect();
             if !active.is_empty() || withdrawn + left_alone > 0 || lookups >= lookups_max {
-                break (
-                    list.mitigations.len(),
-                    active.into_iter().cloned().collect::<Vec<_>>(),
-                );
+                break (active, more);
             }
             // A ban still in flight may land in between, as with the script.
             if cfg.unban_query_delay >= client.remaining() {
-                break (0, Vec::new());
+                break (Vec::new(), false);
             }
             log.debug(&format!(
                 "unban {ip}: no active mitigation yet (lookup {lookups}/{lookups_max})"
@@ -305,7 +411,7 @@ pub fn unban(
                 }
             }
         }
-        if first_error.is_some() || rows < PAGE {
+        if first_error.is_some() || !more {
             break;
         }
     }
@@ -315,12 +421,56 @@ pub fn unban(
     }
 }
 
-fn lookup(client: &Client, log: &Log, ip: &str) -> Result<MitigationList, Error> {
+/// The victim's mitigations, every page: v0.19's cursor followed while `has_more` (never a
+/// cursor twice, at most `MAX_PAGES`, within the deadline). `true`: there may be more than
+/// was listed — a v0.10.1 page (no cursor) that came back full, to be looked at again once
+/// these are withdrawn.
+fn list_all(client: &Client, log: &Log, ip: &str) -> Result<(Vec<Mitigation>, bool), Error> {
+    let mut rows: Vec<Mitigation> = Vec::new();
+    let mut cursors = std::collections::HashSet::new();
+    let mut path = lookup_path(ip);
+    for _ in 0..MAX_PAGES {
+        let page = lookup(client, log, ip, &path)?;
+        let full = page.mitigations.len() >= PAGE;
+        for m in page.mitigations {
+            // A page that repeats adds nothing.
+            if !rows.iter().any(|r| r.mitigation_id == m.mitigation_id) {
+                rows.push(m);
+            }
+        }
+        match (page.has_more, page.next_cursor) {
+            (None, _) => return Ok((rows, full)),
+            (Some(true), Some(c)) if !c.is_empty() && cursors.insert(c.clone()) => {
+                if client.remaining().is_zero() {
+                    return Err(Error::NotDelivered(format!(
+                        "deadline reached while listing the mitigations of {ip}"
+                    )));
+                }
+                path = page_path(ip, &c);
+            }
+            (Some(true), c) => {
+                log.warn(&format!(
+                    "unban {ip}: prefixd said there are more mitigations but gave {} cursor; using the {} listed",
+                    if c.is_some_and(|c| !c.is_empty()) { "a repeated" } else { "no" },
+                    rows.len()
+                ));
+                return Ok((rows, false));
+            }
+            (Some(false), _) => return Ok((rows, false)),
+        }
+    }
+    log.warn(&format!(
+        "unban {ip}: stopped listing after {MAX_PAGES} pages; the rest at the next unban"
+    ));
+    Ok((rows, false))
+}
+
+fn lookup(client: &Client, log: &Log, ip: &str, path: &str) -> Result<MitigationList, Error> {
     let failed = |e: Error| {
         log.error(&format!("unban {ip}: lookup -> {e}"));
         e
     };
-    match client.ask(log, Endpoint::List, "GET", &lookup_path(ip), || Ok(None)) {
+    match client.ask(log, Endpoint::List, "GET", path, || Ok(None)) {
         Ok(Answer::Done(reply)) => reply
             .json("GET /v1/mitigations")
             .map_err(|m| failed(Error::NotDelivered(m))),
@@ -389,7 +539,7 @@ pub fn dry_run(cfg: &Config, n: &Notice) -> Result<String, Error> {
         ""
     };
     if n.action == crate::action::Action::Ban {
-        let choice = choose_vector(&cfg.rules, n);
+        let choice = choose_vector(&cfg.rules, n, cfg.confidence);
         let _ = match &choice.rule {
             Some(rule) => writeln!(
                 out,
@@ -402,6 +552,11 @@ pub fn dry_run(cfg: &Config, n: &Notice) -> Result<String, Error> {
                 choice.vector
             ),
         };
+        let _ = writeln!(
+            out,
+            "# confidence {} ({})",
+            choice.confidence, choice.confidence_basis
+        );
         let body = miniserde::json::to_string(&ban_event(n, false, &choice)?);
         let _ = writeln!(
             out,
@@ -424,4 +579,38 @@ pub fn dry_run(cfg: &Config, n: &Notice) -> Result<String, Error> {
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_withdrawal_marker_names_its_host_as_prefixd_stores_it() {
+        let m = withdraw_marker("fnm-edge-1", "2001:db8::10");
+        assert_eq!(m, "[prefixd-fastnetmon@fnm-edge-1 unban 2001:db8::10]");
+        for stored in [
+            format!("bearer-token: FastNetMon unban for 2001:db8::10 (direction=incoming) {m}"),
+            format!("fastnetmon: {m}"),
+        ] {
+            assert_eq!(marker_host(&stored), Some("fnm-edge-1"), "{stored}");
+        }
+        for none in [
+            "bearer-token: customer asked",
+            "[prefixd-fastnetmon@",
+            "[prefixd-fastnetmon@ unban x]",
+            "",
+        ] {
+            assert_eq!(marker_host(none), None, "{none}");
+        }
+        assert!(!hostname().contains([' ', '[', ']']));
+    }
+
+    #[test]
+    fn a_cursor_travels_percent_encoded() {
+        assert_eq!(
+            page_path("192.0.2.1", "eyJ0Ijo=+/x"),
+            format!("{}&cursor=eyJ0Ijo%3D%2B%2Fx", lookup_path("192.0.2.1"))
+        );
+    }
 }

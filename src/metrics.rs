@@ -20,13 +20,17 @@ pub enum Fate {
     Refused,
     /// Aged out or superseded in the spool.
     Dropped,
+    /// prefixd recorded the ban and mitigated nothing (held by its correlation engine, not in
+    /// its inventory, no playbook): delivered, and the victim still unprotected.
+    Held,
 }
 
-const FATES: [(Fate, &str); 4] = [
+const FATES: [(Fate, &str); 5] = [
     (Fate::Delivered, "delivered"),
     (Fate::Kept, "kept"),
     (Fate::Refused, "refused"),
     (Fate::Dropped, "dropped"),
+    (Fate::Held, "held"),
 ];
 const ACTIONS: [(Action, &str); 2] = [(Action::Ban, "ban"), (Action::Unban, "unban")];
 /// Upper bounds of the request-duration buckets, seconds: 5 ms to 10 s.
@@ -39,7 +43,7 @@ const STATE: &str = ".metrics.state";
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Totals {
     /// `[action][fate]`, in `ACTIONS` × `FATES` order.
-    notices: [[u64; 4]; 2],
+    notices: [[u64; FATES.len()]; 2],
     /// Per bucket (not cumulative), then everything above the last bound.
     buckets: [u64; BUCKETS.len() + 1],
     duration_sum: f64,
@@ -48,7 +52,7 @@ pub struct Totals {
 }
 
 static RUN: Mutex<Totals> = Mutex::new(Totals {
-    notices: [[0; 4]; 2],
+    notices: [[0; FATES.len()]; 2],
     buckets: [0; BUCKETS.len() + 1],
     duration_sum: 0.0,
     last_delivery: None,
@@ -66,7 +70,7 @@ pub fn count(action: Action, fate: Fate) {
     let f = FATES.iter().position(|(x, _)| *x == fate).unwrap_or(0);
     let mut t = run();
     t.notices[a][f] += 1;
-    if fate == Fate::Delivered {
+    if matches!(fate, Fate::Delivered | Fate::Held) {
         t.last_delivery = Some(unix_now());
     }
 }
@@ -180,7 +184,7 @@ pub fn spool_gauges(spool: Option<&Spool>) -> (usize, f64) {
 /// Prometheus text exposition format, with HELP and TYPE lines.
 pub fn render(t: &Totals, spooled: usize, oldest_age: f64) -> String {
     let mut s = String::new();
-    s.push_str("# HELP prefixd_fastnetmon_notices_total FastNetMon notices by action and what became of them (refused: prefixd said no for good; dropped: aged out or superseded in the spool; kept: written to the spool).\n");
+    s.push_str("# HELP prefixd_fastnetmon_notices_total FastNetMon notices by action and what became of them (refused: prefixd said no for good; dropped: aged out or superseded in the spool; kept: written to the spool; held: prefixd recorded the ban and mitigated nothing).\n");
     s.push_str("# TYPE prefixd_fastnetmon_notices_total counter\n");
     for (a, (_, an)) in ACTIONS.iter().enumerate() {
         for (f, (_, fname)) in FATES.iter().enumerate() {

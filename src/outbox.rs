@@ -6,7 +6,7 @@
 use crate::action::Action;
 use crate::api::Client;
 use crate::config::Config;
-use crate::deliver;
+use crate::deliver::{self, Delivered};
 use crate::error::Error;
 use crate::log::Log;
 use crate::metrics::{self, Fate};
@@ -37,27 +37,17 @@ pub fn keepable(e: &Error) -> bool {
 }
 
 /// Sends one notice, fresh or replayed from the spool.
-pub fn send(ctx: &Ctx, notice: &Notice, replay: bool) -> Result<(), Error> {
+pub fn send(ctx: &Ctx, notice: &Notice, replay: bool) -> Result<Delivered, Error> {
+    let unban = |lookups, not_after| {
+        deliver::unban(ctx.client, ctx.cfg, ctx.log, notice, lookups, not_after)
+            .map(|()| Delivered::Done)
+    };
     match notice.action {
-        Action::Ban => deliver::ban(ctx.client, &ctx.cfg.rules, ctx.log, notice, replay),
-        Action::Unban if replay => deliver::unban(
-            ctx.client,
-            ctx.cfg,
-            ctx.log,
-            notice,
-            // The ban it might wait for is long delivered or dropped: one look.
-            1,
-            Some(notice.received() + CLOCK_ALLOWANCE),
-        ),
-        Action::Unban => deliver::unban(
-            ctx.client,
-            ctx.cfg,
-            ctx.log,
-            notice,
-            ctx.cfg.unban_query_retries,
-            None,
-        ),
-        Action::AttackDetails => Ok(()),
+        Action::Ban => deliver::ban(ctx.cfg, ctx.client, ctx.log, notice, replay),
+        // The ban it might wait for is long delivered or dropped: one look.
+        Action::Unban if replay => unban(1, Some(notice.received() + CLOCK_ALLOWANCE)),
+        Action::Unban => unban(ctx.cfg.unban_query_retries, None),
+        Action::AttackDetails => Ok(Delivered::Done),
     }
 }
 
@@ -204,12 +194,20 @@ pub fn handle(
     let result = send(ctx, notice, false);
     match &result {
         Err(e) if keepable(e) => return Err(keep_pending(ctx, spool_or_why, pending, e.clone())),
-        Ok(()) => metrics::count(what, Fate::Delivered),
+        Ok(d) => metrics::count(what, fate_of(d)),
         Err(Error::Refused(_)) => metrics::count(what, Fate::Refused),
         Err(_) => {}
     }
     pending.with(|slot| *slot = None);
-    result
+    result.map(|_| ())
+}
+
+/// How the metrics count a delivery: a ban prefixd held is its own result.
+fn fate_of(d: &Delivered) -> Fate {
+    match d {
+        Delivered::Held => Fate::Held,
+        Delivered::Mitigated(_) | Delivered::Done => Fate::Delivered,
+    }
 }
 
 /// What a flush did, in notices.
@@ -306,7 +304,7 @@ fn deliver_victim(
             continue;
         }
         match send(ctx, &notice, !is_own) {
-            Ok(()) => {
+            Ok(d) => {
                 if let Err(e) = spool.remove(path) {
                     let e = Error::Internal(format!(
                         "{what} {ip} delivered, but {} could not be removed: {e}",
@@ -316,7 +314,7 @@ fn deliver_victim(
                     return stop(e, report).or(fate);
                 }
                 report.delivered += 1;
-                metrics::count(what, Fate::Delivered);
+                metrics::count(what, fate_of(&d));
                 if is_own {
                     fate = Some(Ok(()));
                 }

@@ -35,6 +35,8 @@ pub enum Cond {
 pub struct Rule {
     pub vector: String,
     pub conds: Vec<Cond>,
+    /// `confidence=0.95`: sent on the bans this rule matches, instead of the table's.
+    pub confidence: Option<f64>,
     /// `file:line`, for the log and `--dry-run`.
     pub origin: String,
 }
@@ -57,7 +59,7 @@ pub fn parse(file: &str, text: &str) -> Result<(Vec<Rule>, Vec<String>), Vec<Str
         let origin = format!("{file}:{}", i + 1);
         match parse_line(line) {
             Ok(None) => {}
-            Ok(Some((vector, conds))) => {
+            Ok(Some((vector, conds, confidence))) => {
                 if !KNOWN_VECTORS.contains(&vector.as_str()) {
                     warnings.push(format!(
                         "{origin}: vector {vector:?} is not one prefixd v0.10.1 knows; if prefixd refuses it (422) the built-in vector is sent instead"
@@ -66,6 +68,7 @@ pub fn parse(file: &str, text: &str) -> Result<(Vec<Rule>, Vec<String>), Vec<Str
                 rules.push(Rule {
                     vector,
                     conds,
+                    confidence,
                     origin,
                 });
             }
@@ -79,7 +82,10 @@ pub fn parse(file: &str, text: &str) -> Result<(Vec<Rule>, Vec<String>), Vec<Str
     }
 }
 
-fn parse_line(line: &str) -> Result<Option<(String, Vec<Cond>)>, String> {
+/// A rule's vector, conditions and `confidence=`, if the line holds one.
+type Parsed = (String, Vec<Cond>, Option<f64>);
+
+fn parse_line(line: &str) -> Result<Option<Parsed>, String> {
     let words = split(line)?;
     let Some((vector, conds)) = words.split_first() else {
         return Ok(None);
@@ -93,14 +99,21 @@ fn parse_line(line: &str) -> Result<Option<(String, Vec<Cond>)>, String> {
             "vector {vector:?} must be lower-case letters, digits and _"
         ));
     }
-    if conds.is_empty() {
+    let mut confidence = None;
+    let mut parsed = Vec::new();
+    for w in conds {
+        match w.strip_prefix("confidence=") {
+            Some(v) => match v.parse::<f64>() {
+                Ok(c) if (0.0..=1.0).contains(&c) => confidence = Some(c),
+                _ => return Err(format!("{w:?}: expected a confidence from 0 to 1")),
+            },
+            None => parsed.push(cond(w)?),
+        }
+    }
+    if parsed.is_empty() {
         return Err("a rule needs at least one condition (type= protocol= sport= dport= contains= pps>= mbps>=)".into());
     }
-    let conds = conds
-        .iter()
-        .map(|w| cond(w))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some((vector.clone(), conds)))
+    Ok(Some((vector.clone(), parsed, confidence)))
 }
 
 /// Words separated by blanks; `"…"` keeps blanks; `#` after a blank (or first) starts a comment.

@@ -71,6 +71,14 @@ pub fn parse_seconds(s: &str, zero_ok: bool) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(n))
 }
 
+/// A fraction from 0 to 1 ("0.8").
+pub fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err("expected a number from 0 to 1".into()),
+    }
+}
+
 pub fn parse_bool(s: &str) -> Result<bool, String> {
     match s.trim() {
         "1" | "true" | "yes" | "on" => Ok(true),

@@ -301,9 +301,14 @@ fn cases(sb_dir: &str) -> Vec<Case> {
         case("409 duplicate", &ban, 0, "409 already received")
             .status("POST /v1/events", 409, r#"{"error":"duplicate event"}"#)
             .sends(1),
-        case("429 then 202", &ban, 0, "attempt 1/3: HTTP 429")
-            .status("POST /v1/events", 429, "")
-            .sends(2),
+        case(
+            "429 then 202",
+            &ban,
+            0,
+            "HTTP 429: (empty body); prefixd asks to wait 1s",
+        )
+        .status("POST /v1/events", 429, "")
+        .sends(2),
         case("408 then 202", &ban, 0, "attempt 1/3: HTTP 408")
             .status("POST /v1/events", 408, "")
             .sends(2),

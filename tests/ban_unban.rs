@@ -5,7 +5,7 @@ mod common;
 
 use common::server::{Behavior, Options, Server, TLS_DIR};
 use common::{Sandbox, fixture, is_uuid_v4, num, raw_details, s};
-use miniserde::json::Value;
+use miniserde::json::{self, Value};
 use std::time::Duration;
 
 #[test]
@@ -36,6 +36,7 @@ fn ban_reaches_prefixd_with_detected_vector() {
         [
             "action",
             "bps",
+            "confidence",
             "event_id",
             "pps",
             "raw_details",
@@ -57,6 +58,8 @@ fn ban_reaches_prefixd_with_detected_vector() {
     assert_eq!(s(body.get("action")), "ban");
     assert_eq!(num(body.get("pps")), Some(187_650));
     assert_eq!(num(body.get("bps")), Some(90_000_000));
+    // FastNetMon named the attack (README "Confidence").
+    assert_eq!(json::to_string(body.get("confidence").unwrap()), "0.9");
     let raw = raw_details(&body);
     assert_eq!(s(raw.get("raw")), details);
     assert_eq!(s(raw.get("direction")), "incoming");
@@ -65,7 +68,7 @@ fn ban_reaches_prefixd_with_detected_vector() {
 
     let log = sb.log();
     assert!(
-        log.contains(" INFO ban 198.51.100.77 vector=syn_flood pps=187650 bps=90000000 event_id="),
+        log.contains(" INFO ban 198.51.100.77 vector=syn_flood pps=187650 bps=90000000 confidence=0.9 event_id="),
         "{log}"
     );
     assert!(
@@ -293,7 +296,10 @@ fn unban_withdraws_every_active_mitigation() {
     for w in &reqs[1..] {
         assert_eq!(
             w.body,
-            r#"{"operator_id":"fastnetmon","reason":"FastNetMon unban for 192.0.2.10 (direction=incoming)"}"#
+            format!(
+                r#"{{"operator_id":"fastnetmon","reason":"FastNetMon unban for 192.0.2.10 (direction=incoming) [prefixd-fastnetmon@{} unban 192.0.2.10]"}}"#,
+                common::hostname()
+            )
         );
         assert_eq!(w.header("content-type"), Some("application/json"));
     }

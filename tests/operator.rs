@@ -152,6 +152,11 @@ fn dry_run_prints_the_request_and_sends_nothing() {
     assert!(out.contains(&format!("POST {}/v1/events\nAuthorization: Bearer <redacted>\nContent-Type: application/json\n\n{{\n", srv.url)), "{out}");
     assert!(out.contains("\n  \"vector\": \"syn_flood\",\n"), "{out}");
     assert!(out.contains("\n  \"bps\": 90000000,\n"), "{out}");
+    assert!(
+        out.contains("\n# confidence 0.9 (FastNetMon named the attack)\n")
+            && out.contains("\n  \"confidence\": 0.9,\n"),
+        "{out}"
+    );
     assert!(!out.contains("secret-value"));
 
     let r = sb.run(
@@ -162,7 +167,7 @@ fn dry_run_prints_the_request_and_sends_nothing() {
     assert!(r.stdout.starts_with(&format!("GET {}/v1/mitigations?status=pending,active,escalated&victim_ip=2001:db8::1&limit=1000", srv.url)), "{}", r.stdout);
     assert!(
         r.stdout
-            .contains("\"reason\": \"FastNetMon unban for 2001:db8::1 (direction=incoming)\""),
+            .contains(&format!("\"reason\": \"FastNetMon unban for 2001:db8::1 (direction=incoming) [prefixd-fastnetmon@{} unban 2001:db8::1]\"", common::hostname())),
         "{}",
         r.stdout
     );

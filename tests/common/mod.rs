@@ -261,6 +261,14 @@ pub fn dead_port() -> DeadPort {
     }
 }
 
+/// This machine's name, as our withdrawal marker carries it.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
 /// The string value of a JSON field.
 pub fn s(v: Option<&miniserde::json::Value>) -> String {
     match v {

@@ -1,8 +1,10 @@
-//! A loopback stand-in for prefixd v0.10.1, used by the integration tests, `make demo` and
-//! `make bench`. It answers the calls a notify client makes the way `shared/prefixd-api.md`
-//! describes (202 statuses, list, withdraw's 400/404, 401 JSON vs empty, 422 schema errors),
-//! records every request exactly as received, and can be told to misbehave: scripted replies,
-//! delays, hangs, dropped connections.
+//! A loopback stand-in for prefixd, used by the integration tests, `make demo` and `make bench`,
+//! in two generations: v0.10.1 as `shared/prefixd-api.md` describes it (202 statuses, list,
+//! withdraw's 400/404, 401 JSON vs empty, 422 schema errors), and v0.19.1 as
+//! `shared/prefixd-0.19.md` does (correlation with a threshold, one global token bucket with
+//! its JSON 429, cursor pages that ignore `offset`, withdraw identity from the credentials).
+//! It records every request exactly as received, and can be told to misbehave: scripted
+//! replies, delays, hangs, dropped connections.
 #![allow(dead_code)]
 
 use miniserde::json::{self, Value};
@@ -65,6 +67,26 @@ pub struct Mitigation {
     pub status: String,
     /// RFC 3339; moves when a ban extends the mitigation, as in prefixd.
     pub updated_at: String,
+    /// As prefixd stores it: the playbook's words, then `<identity>: <reason>` once withdrawn.
+    pub reason: String,
+}
+
+/// Which prefixd the stand-in is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    V0_10_1,
+    V0_19_1,
+}
+
+impl Generation {
+    pub const BOTH: [Generation; 2] = [Generation::V0_10_1, Generation::V0_19_1];
+}
+
+/// prefixd v0.19.1's rate limit: one global token bucket (`src/api/ratelimit.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct Bucket {
+    pub burst: f64,
+    pub per_second: f64,
 }
 
 #[derive(Default)]
@@ -80,6 +102,15 @@ struct State {
     delay: Duration,
     stop: AtomicBool,
     log_stdout: bool,
+    generation: Option<Generation>,
+    /// v0.19.1's correlation `confidence_threshold`; None: correlation off.
+    threshold: Option<f64>,
+    /// Rows per page at most (prefixd clamps `limit` to 1000).
+    page_max: usize,
+    bucket: Option<Bucket>,
+    /// Tokens left and when they were counted.
+    tokens: Mutex<Option<(f64, std::time::Instant)>>,
+    rate_limited: AtomicUsize,
 }
 
 pub struct Options {
@@ -90,6 +121,14 @@ pub struct Options {
     pub delay: Duration,
     /// Print each request on stdout (the stub binary).
     pub log_stdout: bool,
+    pub generation: Generation,
+    /// v0.19.1: correlation's `confidence_threshold` (prefixd's shipped correlation.yaml: on,
+    /// 0.5); None turns correlation off.
+    pub threshold: Option<f64>,
+    /// Rows per page at most.
+    pub page_max: usize,
+    /// v0.19.1: the token bucket in front of every endpoint; None: no limit.
+    pub bucket: Option<Bucket>,
 }
 
 impl Default for Options {
@@ -100,6 +139,24 @@ impl Default for Options {
             token: None,
             delay: Duration::ZERO,
             log_stdout: false,
+            generation: Generation::V0_10_1,
+            threshold: Some(0.5),
+            page_max: 1000,
+            bucket: None,
+        }
+    }
+}
+
+impl Options {
+    /// This generation, as it ships (v0.19.1: correlation on at 0.5, bucket 100/s burst 500).
+    pub fn of(generation: Generation) -> Options {
+        Options {
+            generation,
+            bucket: (generation == Generation::V0_19_1).then_some(Bucket {
+                burst: 500.0,
+                per_second: 100.0,
+            }),
+            ..Options::default()
         }
     }
 }
@@ -128,6 +185,10 @@ impl Server {
             token: opts.token,
             delay: opts.delay,
             log_stdout: opts.log_stdout,
+            generation: Some(opts.generation),
+            threshold: opts.threshold,
+            page_max: opts.page_max,
+            bucket: opts.bucket,
             ..State::default()
         });
         let tls = opts.tls.then(|| {
@@ -267,8 +328,14 @@ impl Server {
             vector: vector.into(),
             status: status.into(),
             updated_at: updated_at.into(),
+            reason: format!("{vector} to unknown service (playbook: test)"),
         });
         id
+    }
+
+    /// Answers given 429 (rate limited).
+    pub fn rate_limited(&self) -> usize {
+        self.state.rate_limited.load(Ordering::SeqCst)
     }
 
     pub fn mitigations(&self) -> Vec<Mitigation> {
@@ -487,11 +554,69 @@ fn query(target: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn mitigation_json(m: &Mitigation) -> String {
+fn mitigation_json(st: &State, m: &Mitigation) -> String {
+    // v0.19 adds acknowledgement and correlation fields a client must ignore.
+    let extra = if st.v019() {
+        r#","acknowledged_at":null,"acknowledged_by":null,"correlation":{"signal_group_id":"22222222-2222-4222-8222-222222222222","derived_confidence":0.9,"source_count":1,"sources":["fastnetmon"]}"#
+    } else {
+        ""
+    };
     format!(
-        r#"{{"mitigation_id":"{}","status":"{}","customer_id":null,"service_id":null,"pop":"test","victim_ip":"{}","vector":"{}","action_type":"discard","rate_bps":null,"dst_prefix":"{}/32","protocol":17,"dst_ports":[],"created_at":"2026-11-25T11:43:03.123456+00:00","updated_at":"{}","expires_at":"2026-11-25T11:53:03.123456+00:00","withdrawn_at":null,"triggering_event_id":"{}","last_event_id":"{}","scope_hash":"0123456789abcdef0123456789abcdef","reason":"test"}}"#,
-        m.id, m.status, m.victim_ip, m.vector, m.victim_ip, m.updated_at, m.id, m.id
+        r#"{{"mitigation_id":"{}","status":"{}","customer_id":null,"service_id":null,"pop":"test","victim_ip":"{}","vector":"{}","action_type":"discard","rate_bps":null,"dst_prefix":"{}/32","protocol":17,"dst_ports":[],"created_at":"2026-11-25T11:43:03.123456+00:00","updated_at":"{}","expires_at":"2026-11-25T11:53:03.123456+00:00","withdrawn_at":null,"triggering_event_id":"{}","last_event_id":"{}","scope_hash":"0123456789abcdef0123456789abcdef","reason":{}{extra}}}"#,
+        m.id,
+        m.status,
+        m.victim_ip,
+        m.vector,
+        m.victim_ip,
+        m.updated_at,
+        m.id,
+        m.id,
+        json::to_string(&m.reason)
     )
+}
+
+impl State {
+    fn v019(&self) -> bool {
+        self.generation == Some(Generation::V0_19_1)
+    }
+
+    /// v0.19.1's token bucket: false when the request is over the limit.
+    fn take_token(&self) -> bool {
+        let Some(b) = self.bucket else {
+            return true;
+        };
+        let now = std::time::Instant::now();
+        let mut t = self.tokens.lock().unwrap();
+        let (left, then) = t.unwrap_or((b.burst, now));
+        let left = (left + now.duration_since(then).as_secs_f64() * b.per_second).min(b.burst);
+        let ok = left >= 1.0;
+        *t = Some((if ok { left - 1.0 } else { left }, now));
+        ok
+    }
+}
+
+/// A query value as sent: `%XX` decoded.
+fn percent_decoded(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match (
+            b[i],
+            v.get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok()),
+        ) {
+            (b'%', Some(x)) => {
+                out.push(x);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// axum's `Json` extractor, as prefixd runs it before authentication: 415 without the JSON
@@ -514,11 +639,22 @@ fn json_body(req: &Recorded) -> Result<miniserde::json::Object, (u16, String)> {
 
 /// The fake prefixd's answer, following shared/prefixd-api.md: one function per endpoint.
 fn prefixd(st: &State, req: &Recorded) -> (u16, String) {
+    // v0.19.1: before the body size, auth and JSON, for every endpoint and every client.
+    if !st.take_token() {
+        st.rate_limited.fetch_add(1, Ordering::SeqCst);
+        return (
+            429,
+            r#"{"error":"rate_limited","retry_after_seconds":1}"#.into(),
+        );
+    }
     let path = req.target.split('?').next().unwrap_or("");
     match (req.method.as_str(), path) {
         ("GET", "/v1/health") => (
             200,
-            r#"{"status":"ok","version":"0.10.1","auth_mode":"bearer"}"#.into(),
+            format!(
+                r#"{{"status":"ok","version":"{}","auth_mode":"bearer"}}"#,
+                if st.v019() { "0.19.1" } else { "0.10.1" }
+            ),
         ),
         ("POST", "/v1/events") => post_event(st, req),
         ("GET", "/v1/mitigations") => list(st, req),
@@ -583,6 +719,20 @@ fn post_event(st: &State, req: &Recorded) -> (u16, String) {
         );
     }
     let event_id = s("event_id").unwrap_or_default();
+    // v0.19.1's correlation: one source, so the group's confidence is this event's; a missing
+    // confidence counts as 0. Below the threshold nothing is created, nothing extended.
+    let confidence = match o.get("confidence") {
+        Some(Value::Number(n)) => json::to_string(n).parse::<f64>().unwrap_or(0.0),
+        _ => 0.0,
+    };
+    if st.v019() && st.threshold.is_some_and(|t| confidence < t) {
+        return (
+            202,
+            format!(
+                r#"{{"event_id":"11111111-1111-4111-8111-111111111111","external_event_id":"{event_id}","status":"accepted","mitigation_id":null}}"#
+            ),
+        );
+    }
     let mut ms = st.mitigations.lock().unwrap();
     let now = prefixd_fastnetmon::time::now().replace('Z', ".000000+00:00");
     let existing = ms
@@ -598,6 +748,7 @@ fn post_event(st: &State, req: &Recorded) -> (u16, String) {
             ms.push(Mitigation {
                 id: id.clone(),
                 victim_ip: ip,
+                reason: format!("{vector} to unknown service (playbook: test)"),
                 vector,
                 status: "active".into(),
                 updated_at: now,
@@ -627,20 +778,56 @@ fn list(st: &State, req: &Recorded) -> (u16, String) {
         .get("limit")
         .and_then(|l| l.parse().ok())
         .unwrap_or(100)
-        .min(1000);
+        .min(1000)
+        .min(st.page_max);
     let ms = st.mitigations.lock().unwrap();
-    let rows: Vec<String> = ms
+    let matching: Vec<&Mitigation> = ms
         .iter()
         .rev()
         .filter(|m| !q.contains_key("status") || statuses.contains(&m.status.as_str()))
         .filter(|m| q.get("victim_ip").is_none_or(|v| *v == m.victim_ip))
-        .take(limit)
-        .map(mitigation_json)
         .collect();
+    if !st.v019() {
+        // v0.10.1: `offset`, no cursor, `count` is this page's.
+        let offset: usize = q.get("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
+        let rows: Vec<String> = matching
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|m| mitigation_json(st, m))
+            .collect();
+        return (
+            200,
+            format!(
+                r#"{{"mitigations":[{}],"count":{}}}"#,
+                rows.join(","),
+                rows.len()
+            ),
+        );
+    }
+    // v0.19.1: keyset pages after the cursor (the last row's id, wrapped in characters that
+    // must be percent-encoded); `offset` is ignored.
+    let start = match q.get("cursor").map(|c| percent_decoded(c)) {
+        None => 0,
+        Some(c) => {
+            let after = c.trim_start_matches("k+/").trim_end_matches('=');
+            match matching.iter().position(|m| m.id == after) {
+                Some(i) => i + 1,
+                None => return (400, r#"{"error":"invalid cursor"}"#.into()),
+            }
+        }
+    };
+    let page: Vec<&&Mitigation> = matching.iter().skip(start).take(limit).collect();
+    let has_more = start + page.len() < matching.len();
+    let next = match (has_more, page.last()) {
+        (true, Some(m)) => json::to_string(&format!("k+/{}=", m.id)),
+        _ => "null".into(),
+    };
+    let rows: Vec<String> = page.iter().map(|m| mitigation_json(st, m)).collect();
     (
         200,
         format!(
-            r#"{{"mitigations":[{}],"count":{}}}"#,
+            r#"{{"mitigations":[{}],"count":{},"next_cursor":{next},"has_more":{has_more}}}"#,
             rows.join(","),
             rows.len()
         ),
@@ -653,7 +840,7 @@ fn get_one(st: &State, req: &Recorded, id: &str) -> (u16, String) {
         return (401, String::new());
     }
     match st.mitigations.lock().unwrap().iter().find(|m| m.id == id) {
-        Some(m) => (200, mitigation_json(m)),
+        Some(m) => (200, mitigation_json(st, m)),
         None => (404, String::new()),
     }
 }
@@ -664,18 +851,40 @@ fn withdraw(st: &State, req: &Recorded, id: &str) -> (u16, String) {
         Ok(o) => o,
         Err(refusal) => return refusal,
     };
-    let (Some(Value::String(op)), Some(Value::String(_))) = (o.get("operator_id"), o.get("reason"))
-    else {
-        return (
+    let text = |k: &str| match o.get(k) {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let missing = |field: &str| {
+        (
             422,
-            "Failed to deserialize the JSON body into the target type: missing field `operator_id`"
-                .into(),
-        );
+            format!(
+                "Failed to deserialize the JSON body into the target type: missing field `{field}`"
+            ),
+        )
+    };
+    let Some(reason) = text("reason") else {
+        return missing("reason");
+    };
+    // v0.10.1 requires operator_id and stores it; v0.19.1 ignores it and names the identity
+    // the credentials give.
+    let identity = if st.v019() {
+        if st.token.is_some() {
+            "bearer-token"
+        } else {
+            "anonymous"
+        }
+        .to_string()
+    } else {
+        match text("operator_id") {
+            None => return missing("operator_id"),
+            Some(op) => op,
+        }
     };
     if !authorized(st, req) {
         return (401, String::new());
     }
-    if op.is_empty() || op.len() > 64 {
+    if !st.v019() && (identity.is_empty() || identity.len() > 64) {
         return (400, String::new());
     }
     let mut ms = st.mitigations.lock().unwrap();
@@ -684,7 +893,8 @@ fn withdraw(st: &State, req: &Recorded, id: &str) -> (u16, String) {
         Some(m) if m.status != "active" => (400, String::new()),
         Some(m) => {
             m.status = "withdrawn".into();
-            (200, mitigation_json(m))
+            m.reason = format!("{identity}: {reason}");
+            (200, mitigation_json(st, m))
         }
     }
 }

@@ -58,7 +58,11 @@ pub fn details(data: &[u8]) {
     assert_eq!(n.action, Action::Ban);
     // The spool's copy is the same notice.
     assert_eq!(Notice::from_entry(&n.entry()).as_ref(), Ok(&n));
-    let choice = deliver::choose_vector(&[], &n);
+    let choice = deliver::choose_vector(&[], &n, None);
+    assert!(
+        (0.5..=1.0).contains(&choice.confidence),
+        "every detected attack reaches prefixd's shipped threshold"
+    );
     assert_eq!(choice.vector, choice.builtin);
     let event = deliver::ban_event(&n, false, &choice).unwrap();
     let sent = json::to_string(&event);
@@ -77,10 +81,17 @@ pub fn details(data: &[u8]) {
 /// JSON is the same JSON.
 pub fn replies(data: &[u8]) {
     let reply = Reply {
-        status: 200,
+        status: 429,
         body: data.to_vec(),
+        retry_after_header: None,
     };
-    let _ = reply.json::<EventReply>("POST /v1/events");
+    let wait = reply.retry_after();
+    assert!(
+        wait >= std::time::Duration::from_secs(1) && wait <= std::time::Duration::from_secs(60)
+    );
+    if let Ok(r) = reply.json::<EventReply>("POST /v1/events") {
+        let _ = r.outcome("udp_flood");
+    }
     let _ = reply.json::<MitigationList>("GET /v1/mitigations");
     assert!(reply.snippet().chars().count() <= 301);
     let Ok(s) = std::str::from_utf8(data) else {
