@@ -8,7 +8,7 @@
 mod server;
 
 use prefixd_fastnetmon::spool::{Entry, Spool};
-use server::{Options, Server};
+use server::{Generation, Options, Server};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -137,15 +137,27 @@ struct Burst {
     peak_mem_kib: u64,
     /// Of which the in-process prefixd stand-in (a thread per connection) held, at that peak.
     stand_in_kib: u64,
+    /// Answers 429 (prefixd v0.19.1's rate limit), the --flush included.
+    rate_limited: usize,
 }
 
 /// `n` bans for distinct victims started at once against a prefixd answering in `delay`;
 /// then one `--flush`, and what never reached prefixd.
 fn burst(bin: &str, fixture: &Path, n: usize, delay: Duration) -> Burst {
-    let slow = Server::with(Options {
-        delay,
-        ..Default::default()
-    });
+    burst_against(
+        bin,
+        fixture,
+        n,
+        Options {
+            delay,
+            ..Default::default()
+        },
+    )
+}
+
+/// The same against a stand-in set up as `opts` says.
+fn burst_against(bin: &str, fixture: &Path, n: usize, opts: Options) -> Burst {
+    let slow = Server::with(opts);
     let env = Env::new(&format!("burst{n}"), &slow.url);
     let before = memory_now();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -188,7 +200,12 @@ fn burst(bin: &str, fixture: &Path, n: usize, delay: Duration) -> Burst {
     let peak = sampler.join().unwrap_or(before);
     let _ = env.cmd(bin, &["--flush"]).status();
     let cpu = children_cpu() - cpu0;
-    let got: std::collections::BTreeSet<String> = slow.banned_ips().into_iter().collect();
+    // Taken by prefixd: a mitigation for the victim (a POST answered 429 is not).
+    let got: std::collections::BTreeSet<String> = slow
+        .mitigations()
+        .into_iter()
+        .map(|m| m.victim_ip)
+        .collect();
     Burst {
         wall,
         nonzero,
@@ -196,6 +213,7 @@ fn burst(bin: &str, fixture: &Path, n: usize, delay: Duration) -> Burst {
         cpu,
         peak_mem_kib: peak.system.saturating_sub(before.system),
         stand_in_kib: peak.stand_in.saturating_sub(before.stand_in),
+        rate_limited: slow.rate_limited(),
     }
 }
 
@@ -529,6 +547,33 @@ fn main() {
             verdict(nonzero == 0),
             verdict(lost == 0),
             verdict(median_ours <= 256 * 1024)
+        ),
+    );
+
+    // The carpet against prefixd v0.19.1's rate limit: one global bucket, burst 500, 100/s.
+    let n = 1000;
+    let b = burst_against(
+        &bin,
+        fixture,
+        n,
+        Options {
+            delay: Duration::from_millis(20),
+            ..Options::of(Generation::V0_19_1)
+        },
+    );
+    let direct = n - b.nonzero;
+    row(
+        "carpet vs v0.19.1's rate limit: 1000 victims at once, bucket 500 + 100/s, prefixd 20 ms",
+        format!("{:.2} s wall", b.wall.as_secs_f64()),
+        format!(
+            "non-zero {}, answered 429 {}, lost after one --flush {}; delivered directly {:.1} % ≥ 95 % {}, 429s ≤ 1500 {}, 0 lost {}",
+            b.nonzero,
+            b.rate_limited,
+            b.lost,
+            100.0 * direct as f64 / n as f64,
+            verdict(direct * 100 >= n * 95),
+            verdict(b.rate_limited <= 1500),
+            verdict(b.lost == 0)
         ),
     );
 

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::server::{Options, Server};
+use common::server::{self, Options, Server};
 use common::{Sandbox, num, raw_details, s};
 use miniserde::json::Value;
 use std::net::{Ipv4Addr, UdpSocket};
@@ -304,7 +304,13 @@ fn drives_the_binary_end_to_end(g: Generation) {
         .local_addr()
         .unwrap()
         .port();
-    let srv = Server::with(Options::default());
+    // FastNetMon 1.2.4 against prefixd v0.10.1, 1.2.9 against v0.19.1 (correlation on at its
+    // shipped 0.5, the rate limit): both prefixd generations, end to end.
+    let prefixd = match g {
+        Generation::V124 => server::Generation::V0_10_1,
+        Generation::V129 => server::Generation::V0_19_1,
+    };
+    let srv = Server::with(Options::of(prefixd));
     let mut sb = Sandbox::new(&srv.url);
     sb.set("UNBAN_QUERY_RETRIES", "2")
         .set("PREFIXD_RETRIES", "2")
@@ -415,6 +421,12 @@ fn drives_the_binary_end_to_end(g: Generation) {
             bps_in_text(&text, direction),
             "{victim}"
         );
+        // FastNetMon named each attack (README "Confidence"); v0.19.1 mitigated it.
+        assert_eq!(
+            miniserde::json::to_string(b.get("confidence").unwrap()),
+            "0.9",
+            "{victim}"
+        );
         assert!(withdrawn(&srv, victim), "{victim}");
     }
     let log = sb.log();
@@ -489,6 +501,11 @@ fn drives_the_binary_end_to_end(g: Generation) {
                 ),
                 ("unknown", 0, "other")
             );
+            // An operator decided.
+            assert_eq!(
+                miniserde::json::to_string(b.get("confidence").unwrap()),
+                "1.0"
+            );
         }
         other => panic!("fastnetmon_api_client ban failed: {other:?}"),
     }
@@ -513,7 +530,7 @@ fn drives_the_binary_end_to_end(g: Generation) {
         Duration::from_secs(30),
         || sb.log().contains("ban 203.0.113.60 kept in the spool"),
     );
-    let srv = Server::bind(&format!("127.0.0.1:{port}"), Options::default());
+    let srv = Server::bind(&format!("127.0.0.1:{port}"), Options::of(prefixd));
     let flush = sb.run(&["--flush"], None);
     assert_eq!(flush.code, 0, "{}", sb.log());
     let bans = bans_for(&srv, "203.0.113.60");
