@@ -1,6 +1,7 @@
-//! FastNetMon's details text → what prefixd needs: the vector and the bandwidth. The text is
-//! read as loose `Label: value` lines plus packet-dump lines, so it does not matter which
-//! FastNetMon version wrote it or in which order; nothing is guessed from substrings.
+//! FastNetMon's details text → what prefixd needs: the vector, the bandwidth and the busiest
+//! ports. The text is read as loose `Label: value` lines plus packet-dump and flow-dump lines, so
+//! it does not matter which FastNetMon version wrote it or in which order; nothing is guessed
+//! from substrings. Every number in it comes from outside: sums saturate, nothing wraps.
 
 use std::net::IpAddr;
 
@@ -10,7 +11,12 @@ pub struct Details {
     pub protocol: Option<String>,
     pub incoming_mbps: Option<u64>,
     pub outgoing_mbps: Option<u64>,
+    /// `Attack direction`, lower-cased (the notice's `$2` says the same).
+    pub direction: Option<String>,
     pub packets: Vec<Packet>,
+    /// The flow dump: the only per-port data a FastNetMon 1.1.x–1.2.5 ban carries (its packet
+    /// dump comes later, in the `attack_details` call).
+    pub flows: Vec<Flow>,
 }
 
 /// One line of the packet dump.
@@ -25,12 +31,31 @@ pub struct Packet {
     pub packets: u64,
 }
 
+/// One line of the flow dump, read as the packets it counts. FastNetMon always writes the
+/// victim first and the arrow says which way the packets went:
+/// `victim:vport < remote:rport` (its `Incoming` section) counts packets remote → victim,
+/// `victim:vport > remote:rport` (`Outgoing`) packets victim → remote.
+#[derive(Debug, PartialEq)]
+pub struct Flow {
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+    pub packets: u64,
+    /// Toward the victim (`<`).
+    pub incoming: bool,
+}
+
 pub fn parse(text: &str) -> Details {
     let mut d = Details::default();
     for line in text.lines() {
         let line = line.trim();
         if let Some(p) = parse_packet(line) {
             d.packets.push(p);
+            continue;
+        }
+        if let Some(f) = parse_flow(line) {
+            d.flows.push(f);
             continue;
         }
         let Some((label, value)) = line.split_once(':') else {
@@ -40,6 +65,7 @@ pub fn parse(text: &str) -> Details {
         match label.trim() {
             "Attack type" => d.attack_type = Some(value.to_ascii_lowercase()),
             "Attack protocol" => d.protocol = Some(value.to_ascii_lowercase()),
+            "Attack direction" => d.direction = Some(value.to_ascii_lowercase()),
             "Total incoming traffic" => d.incoming_mbps = leading_number(value),
             "Total outgoing traffic" => d.outgoing_mbps = leading_number(value),
             _ => {}
@@ -76,6 +102,34 @@ fn parse_packet(line: &str) -> Option<Packet> {
         protocol,
         flags,
         packets,
+    })
+}
+
+/// `203.0.113.10:53 < 198.51.100.56:1099 25600 bytes 50 packets` (every version from 1.1 to
+/// 1.2.9 writes this shape; the section headings around it changed and are not needed).
+fn parse_flow(line: &str) -> Option<Flow> {
+    let mut t = line.split_whitespace();
+    let (victim, arrow, remote) = (t.next()?, t.next()?, t.next()?);
+    let (bytes, bytes_word, packets, packets_word) = (t.next()?, t.next()?, t.next()?, t.next()?);
+    if t.next().is_some() || bytes_word != "bytes" || packets_word != "packets" {
+        return None;
+    }
+    bytes.parse::<u64>().ok()?;
+    let packets = packets.parse().ok()?;
+    let (victim, vport) = endpoint(victim)?;
+    let (remote, rport) = endpoint(remote)?;
+    let (src, sport, dst, dport, incoming) = match arrow {
+        "<" => (remote, rport, victim, vport, true),
+        ">" => (victim, vport, remote, rport, false),
+        _ => return None,
+    };
+    Some(Flow {
+        src,
+        sport,
+        dst,
+        dport,
+        packets,
+        incoming,
     })
 }
 
@@ -134,6 +188,43 @@ fn victim_bound(p: &Packet, victim: IpAddr, direction: &str) -> bool {
     } else {
         p.dst == victim
     }
+}
+
+/// The source and the destination port that carry the most packets (ties → the lower port), or
+/// None when the details hold no per-port data. From the packet dump when there is one (1.2.6
+/// and later: every packet line, as FastNetMon sampled it); else from the flow dump's lines in
+/// the attack's direction, weighted by packets (1.1.x–1.2.5 bans). So on every layout the
+/// source port is where the attack comes from (the remote side of an incoming attack) and the
+/// destination port where it goes. The flow dump also lists the other direction in full (a web
+/// server's replies from port 443), which would drown the attack's ports, so it is left out;
+/// the packet dump is the attack's own sample and is read whole.
+pub fn busiest_ports(d: &Details) -> (Option<u16>, Option<u16>) {
+    if !d.packets.is_empty() {
+        let samples = d.packets.iter().map(|p| (p.sport, p.dport, p.packets));
+        return busiest(samples);
+    }
+    let incoming = d.direction.as_deref() != Some("outgoing");
+    let samples = d
+        .flows
+        .iter()
+        .filter(|f| f.incoming == incoming)
+        .map(|f| (f.sport, f.dport, f.packets));
+    busiest(samples)
+}
+
+fn busiest(samples: impl Iterator<Item = (u16, u16, u64)> + Clone) -> (Option<u16>, Option<u16>) {
+    let top = |port: fn(&(u16, u16, u64)) -> u16| {
+        let mut counts: std::collections::BTreeMap<u16, u64> = std::collections::BTreeMap::new();
+        for s in samples.clone() {
+            let n = counts.entry(port(&s)).or_default();
+            *n = n.saturating_add(s.2);
+        }
+        counts
+            .into_iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+            .map(|(port, _)| port)
+    };
+    (top(|s| s.0), top(|s| s.1))
 }
 
 /// Megabits per second of the attack's direction (incoming unless FastNetMon said outgoing).
@@ -353,6 +444,179 @@ mod tests {
                 "incoming"
             ),
             None
+        );
+    }
+
+    /// (file, sport, dport) — what `sport=`/`dport=` see on every layout. Ties → lower port.
+    const PORTS: &[(&str, Option<u16>, Option<u16>)] = &[
+        // 1.2.9: the packet dump decides (its flow dump is not read).
+        ("ban_ipv4_udp_flood.txt", Some(53), Some(5428)),
+        // The packet dump is read whole, the victim's two SYN-ACKs from 443 included.
+        ("ban_ipv4_syn_flood.txt", Some(443), Some(443)),
+        ("ban_ipv4_icmp_flood.txt", Some(0), Some(0)),
+        ("ban_ipv4_manual_api.txt", None, None),
+        (
+            "layouts/1.2.9-ntp-amplification-ban.txt",
+            Some(123),
+            Some(14001),
+        ),
+        // 1.2.4 bans: only the flow dump has ports; the same attacks' attack_details agree on
+        // the victim's port.
+        (
+            "fastnetmon-1.2.4/1-ban-203.0.113.10.txt",
+            Some(1099),
+            Some(53),
+        ),
+        (
+            "fastnetmon-1.2.4/2-attack_details-203.0.113.10.txt",
+            Some(4114),
+            Some(53),
+        ),
+        (
+            "fastnetmon-1.2.4/4-ban-203.0.113.11.txt",
+            Some(1232),
+            Some(80),
+        ),
+        (
+            "fastnetmon-1.2.4/5-attack_details-203.0.113.11.txt",
+            Some(3593),
+            Some(80),
+        ),
+        ("fastnetmon-1.2.4/7-ban-203.0.113.20.txt", None, None),
+        ("fastnetmon-1.2.4/9-ban-203.0.113.30.txt", None, None),
+        (
+            "layouts/1.2.4-ntp-amplification-ban.txt",
+            Some(123),
+            Some(14001),
+        ),
+        ("layouts/1.2.4-outgoing-syn-ban.txt", Some(40000), Some(80)),
+        // 1.1.x: weighted by packets, not by lines.
+        (
+            "layouts/1.1.x-dns-amplification-ban.txt",
+            Some(53),
+            Some(31337),
+        ),
+    ];
+
+    #[test]
+    fn busiest_ports_mean_the_same_on_every_layout() {
+        for (file, sport, dport) in PORTS {
+            let text = std::fs::read_to_string(format!("{FIXTURES}/{file}")).expect(file);
+            assert_eq!(busiest_ports(&parse(&text)), (*sport, *dport), "{file}");
+        }
+    }
+
+    #[test]
+    fn flow_lines_are_read_as_the_packets_they_count() {
+        let text = std::fs::read_to_string(format!(
+            "{FIXTURES}/fastnetmon-1.2.4/1-ban-203.0.113.10.txt"
+        ))
+        .unwrap();
+        let d = parse(&text);
+        assert!(d.packets.is_empty());
+        assert_eq!(d.direction.as_deref(), Some("incoming"));
+        assert_eq!(
+            d.flows.len(),
+            11,
+            "headings and the crop line are not flows"
+        );
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            d.flows[0],
+            Flow {
+                src: ip("198.51.100.56"),
+                sport: 1099,
+                dst: ip("203.0.113.10"),
+                dport: 53,
+                packets: 50,
+                incoming: true,
+            }
+        );
+        let out = parse("198.51.100.77:443 > 100.72.130.80:37489 60 bytes 7 packets\n");
+        assert_eq!(
+            out.flows,
+            [Flow {
+                src: ip("198.51.100.77"),
+                sport: 443,
+                dst: ip("100.72.130.80"),
+                dport: 37489,
+                packets: 7,
+                incoming: false,
+            }]
+        );
+        for not_a_flow in [
+            "UDP flows: 300",
+            "Flows have cropped due to very long list.",
+            "1.2.3.4:1 < 5.6.7.8:2 60 bytes 1 packets extra",
+            "1.2.3.4:1 < 5.6.7.8:2 60 bytes 1 packet",
+            "1.2.3.4:1 <> 5.6.7.8:2 60 bytes 1 packets",
+            "1.2.3.4:1 < 5.6.7.8:70000 60 bytes 1 packets",
+            "1.2.3.4:1 < 5.6.7.8:2 -60 bytes 1 packets",
+            "1.2.3.4:1 < 5.6.7.8:2 60 bytes 18446744073709551616 packets",
+            "1.2.3.4:1 < 5.6.7.8:2 60 octets 1 packets",
+        ] {
+            assert_eq!(parse(not_a_flow).flows, [], "{not_a_flow}");
+        }
+    }
+
+    #[test]
+    fn flows_count_only_in_the_attack_direction_and_a_packet_dump_wins() {
+        let flows = "192.0.2.1:80 < 198.51.100.1:123 1 bytes 10 packets\n\
+                     192.0.2.1:22 > 198.51.100.2:50000 1 bytes 99 packets\n";
+        for (direction, want) in [
+            ("", (Some(123), Some(80))),
+            ("Attack direction: incoming\n", (Some(123), Some(80))),
+            ("Attack direction: other\n", (Some(123), Some(80))),
+            ("Attack direction: OUTGOING\n", (Some(22), Some(50000))),
+        ] {
+            let d = parse(&format!("{direction}{flows}"));
+            assert_eq!(busiest_ports(&d), want, "{direction:?}");
+        }
+        // Only the other direction's flows: no port facts rather than the wrong ones.
+        let d = parse(
+            "Attack direction: outgoing\n192.0.2.1:80 < 198.51.100.1:123 1 bytes 10 packets\n",
+        );
+        assert_eq!(busiest_ports(&d), (None, None));
+        let packet = "2025-05-14 10:21:07.1 198.51.100.7:53 > 192.0.2.1:4444 protocol: udp frag: 0  packets: 1 size: 1 bytes ttl: 1 sample ratio: 1  \n";
+        assert_eq!(
+            busiest_ports(&parse(&format!("{flows}{packet}"))),
+            (Some(53), Some(4444))
+        );
+    }
+
+    #[test]
+    fn huge_packet_counts_saturate_instead_of_wrapping() {
+        // Two lines of 2^63 packets from port 53 wrap to 0 in u64; seven from port 123 would
+        // then win (and a debug build panics).
+        let half = 1u64 << 63;
+        let pkt = |sport: u16, n: u64| {
+            format!(
+                "2025-05-14 10:21:07.1 198.51.100.7:{sport} > 192.0.2.1:{sport} protocol: udp frag: 0  packets: {n} size: 1 bytes ttl: 1 sample ratio: 1  \n"
+            )
+        };
+        let text = pkt(53, half) + &pkt(53, half) + &pkt(123, 7);
+        assert_eq!(busiest_ports(&parse(&text)), (Some(53), Some(53)));
+        let flow = |rport: u16, n: u64| {
+            format!("192.0.2.1:{rport} < 198.51.100.1:{rport} 1 bytes {n} packets\n")
+        };
+        let text = flow(53, half) + &flow(53, half) + &flow(123, 7);
+        assert_eq!(busiest_ports(&parse(&text)), (Some(53), Some(53)));
+        // u64::MAX on two ports: a tie, the lower port.
+        let text = flow(123, u64::MAX) + &flow(53, u64::MAX) + &flow(53, u64::MAX);
+        assert_eq!(busiest_ports(&parse(&text)), (Some(53), Some(53)));
+        let tcp = |flags: &str| {
+            format!(
+                "2025-05-14 10:21:07.1 198.51.100.7:1 > 192.0.2.1:80 protocol: tcp flags: {flags} frag: 0  packets: {} size: 1 bytes ttl: 1 sample ratio: 1  \n",
+                u64::MAX
+            )
+        };
+        let text = "Attack type: unknown\nAttack protocol: tcp\n".to_string()
+            + &tcp("syn")
+            + &tcp("syn")
+            + &tcp("ack");
+        assert_eq!(
+            vector(&parse(&text), "192.0.2.1".parse().unwrap(), "incoming"),
+            "syn_flood"
         );
     }
 

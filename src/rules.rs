@@ -170,10 +170,7 @@ pub fn first_match<'r>(rules: &'r [Rule], f: &Facts) -> Option<&'r Rule> {
     if rules.is_empty() {
         return None;
     }
-    let (sport, dport) = (
-        busiest_port(f.details, true),
-        busiest_port(f.details, false),
-    );
+    let (sport, dport) = crate::details::busiest_ports(f.details);
     let lower = f.text.to_lowercase();
     rules.iter().find(|r| {
         r.conds.iter().all(|c| match c {
@@ -186,20 +183,6 @@ pub fn first_match<'r>(rules: &'r [Rule], f: &Facts) -> Option<&'r Rule> {
             Cond::MbpsAtLeast(n) => f.mbps.is_some_and(|m| m >= *n),
         })
     })
-}
-
-/// The source (or destination) port carried by most packets in the dump; ties → lowest port.
-fn busiest_port(d: &Details, source: bool) -> Option<u16> {
-    let mut counts: std::collections::BTreeMap<u16, u64> = std::collections::BTreeMap::new();
-    for p in &d.packets {
-        *counts
-            .entry(if source { p.sport } else { p.dport })
-            .or_default() += p.packets;
-    }
-    counts
-        .into_iter()
-        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
-        .map(|(port, _)| port)
 }
 
 #[cfg(test)]
@@ -228,6 +211,200 @@ icmp_flood    pps>=1000 mbps>=5
 
     fn dump(sport: u16, dport: u16, n: usize) -> String {
         format!("2025-05-14 10:21:07.1 198.51.100.7:{sport} > 192.0.2.10:{dport} protocol: udp frag: 0  packets: 1 size: 1 bytes ttl: 1 sample ratio: 1  \n").repeat(n)
+    }
+
+    /// One layout's details with what FastNetMon passed in argv, and the single-condition
+    /// rules that must (and must not) match them.
+    struct Layout {
+        file: &'static str,
+        pps: i64,
+        direction: &'static str,
+        holds: &'static [&'static str],
+        fails: &'static [&'static str],
+    }
+
+    const LAYOUTS: &[Layout] = &[
+        Layout {
+            file: "ban_ipv4_udp_flood.txt",
+            pps: 412_345,
+            direction: "incoming",
+            holds: &[
+                "type=udp_flood",
+                "protocol=udp",
+                "sport=53",
+                "dport=5428",
+                "contains=\"Attack traffic dump\"",
+                "pps>=412345",
+                "mbps>=4447",
+            ],
+            fails: &[
+                "type=unknown",
+                "protocol=tcp",
+                "sport=443",
+                "dport=53",
+                "contains=memcached",
+                "pps>=412346",
+                "mbps>=4448",
+            ],
+        },
+        Layout {
+            file: "layouts/1.2.9-ntp-amplification-ban.txt",
+            pps: 12_288,
+            direction: "incoming",
+            holds: &[
+                "type=udp_flood",
+                "protocol=udp",
+                "sport=123",
+                "dport=14001",
+                "mbps>=47",
+            ],
+            fails: &["sport=22", "dport=123", "mbps>=48"],
+        },
+        Layout {
+            file: "fastnetmon-1.2.4/1-ban-203.0.113.10.txt",
+            pps: 3386,
+            direction: "incoming",
+            holds: &[
+                "type=udp_flood",
+                "protocol=udp",
+                "sport=1099",
+                "dport=53",
+                "contains=\"UDP flows: 300\"",
+                "pps>=3386",
+                "mbps>=13",
+            ],
+            fails: &[
+                "type=syn_flood",
+                "protocol=icmp",
+                "sport=53",
+                "dport=1099",
+                "contains=\"Attack traffic dump\"",
+                "pps>=3387",
+                "mbps>=14",
+            ],
+        },
+        Layout {
+            file: "fastnetmon-1.2.4/4-ban-203.0.113.11.txt",
+            pps: 2940,
+            direction: "incoming",
+            holds: &[
+                "type=syn_flood",
+                "protocol=tcp",
+                "sport=1232",
+                "dport=80",
+                "mbps>=1",
+            ],
+            fails: &[
+                "type=udp_flood",
+                "protocol=udp",
+                "sport=80",
+                "dport=1232",
+                "mbps>=2",
+            ],
+        },
+        Layout {
+            file: "fastnetmon-1.2.4/7-ban-203.0.113.20.txt",
+            pps: 1631,
+            direction: "incoming",
+            holds: &["type=icmp_flood", "protocol=icmp", "pps>=1631"],
+            // An ICMP ban has no flow dump: no port facts at all.
+            fails: &["sport=0", "dport=0", "type=unknown"],
+        },
+        Layout {
+            file: "layouts/1.2.4-ntp-amplification-ban.txt",
+            pps: 12_288,
+            direction: "incoming",
+            holds: &[
+                "type=udp_flood",
+                "protocol=udp",
+                "sport=123",
+                "dport=14001",
+                "mbps>=47",
+            ],
+            // The victim's own SSH flow carries more packets but goes the other way.
+            fails: &["sport=22", "dport=50522", "dport=123", "mbps>=48"],
+        },
+        Layout {
+            file: "layouts/1.2.4-outgoing-syn-ban.txt",
+            pps: 6000,
+            direction: "outgoing",
+            holds: &[
+                "type=syn_flood",
+                "protocol=tcp",
+                "sport=40000",
+                "dport=80",
+                "mbps>=2",
+            ],
+            fails: &["sport=80", "dport=33001", "mbps>=3"],
+        },
+        Layout {
+            file: "layouts/1.1.x-dns-amplification-ban.txt",
+            pps: 5800,
+            direction: "incoming",
+            holds: &[
+                "type=unknown",
+                "protocol=udp",
+                "sport=53",
+                "dport=31337",
+                "contains=\"Network: 192.0.2.128/25\"",
+                "pps>=5800",
+                "mbps>=68",
+            ],
+            fails: &[
+                "type=udp_flood",
+                "protocol=tcp",
+                "sport=123",
+                "dport=53",
+                "pps>=5801",
+                "mbps>=69",
+            ],
+        },
+    ];
+
+    #[test]
+    fn every_condition_works_on_every_layout() {
+        for l in LAYOUTS {
+            let text = std::fs::read_to_string(format!(
+                "{}/tests/fixtures/{}",
+                env!("CARGO_MANIFEST_DIR"),
+                l.file
+            ))
+            .expect(l.file);
+            let d = details::parse(&text);
+            let f = facts(&d, &text, Some(l.pps), details::mbps(&d, l.direction));
+            for (conds, want) in l
+                .holds
+                .iter()
+                .map(|c| (c, true))
+                .chain(l.fails.iter().map(|c| (c, false)))
+            {
+                let (rules, _) = parse("r", &format!("x_flood {conds}\n")).unwrap();
+                assert_eq!(
+                    first_match(&rules, &f).is_some(),
+                    want,
+                    "{}: {conds}",
+                    l.file
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_issue_s_ntp_rule_matches_a_1_2_4_ban() {
+        let (rules, _) = parse("r", "unknown protocol=udp sport=123\n").unwrap();
+        for file in [
+            "layouts/1.2.4-ntp-amplification-ban.txt",
+            "layouts/1.2.9-ntp-amplification-ban.txt",
+        ] {
+            let text = std::fs::read_to_string(format!(
+                "{}/tests/fixtures/{file}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap();
+            let d = details::parse(&text);
+            let hit = first_match(&rules, &facts(&d, &text, Some(12_288), None));
+            assert_eq!(hit.map(|r| r.vector.as_str()), Some("unknown"), "{file}");
+        }
     }
 
     #[test]
