@@ -20,7 +20,7 @@ pub struct Details {
 }
 
 /// One line of the packet dump.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Packet {
     pub src: IpAddr,
     pub sport: u16,
@@ -35,7 +35,7 @@ pub struct Packet {
 /// victim first and the arrow says which way the packets went:
 /// `victim:vport < remote:rport` (its `Incoming` section) counts packets remote → victim,
 /// `victim:vport > remote:rport` (`Outgoing`) packets victim → remote.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Flow {
     pub src: IpAddr,
     pub sport: u16,
@@ -631,6 +631,392 @@ mod tests {
         ] {
             let d = parse(text);
             let _ = vector(&d, "1.2.3.4".parse().unwrap(), "incoming");
+        }
+    }
+}
+
+/// Properties over generated details text: what the parser reads back is exactly what was
+/// written, counts near u64::MAX saturate, and no cut or garbled text makes it panic.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// Few cases by default so `cargo test` stays fast; `PROPTEST_CASES=100000` digs deeper.
+    fn cases(n: u32) -> ProptestConfig {
+        let n = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(n);
+        ProptestConfig::with_cases(n)
+    }
+
+    const BUILTIN: &[&str] = &[
+        "udp_flood",
+        "syn_flood",
+        "ack_flood",
+        "icmp_flood",
+        "unknown",
+    ];
+
+    /// One generated line of details text, as FastNetMon (or something garbled) writes it.
+    #[derive(Debug, Clone)]
+    enum Line {
+        Packet(Packet),
+        Flow(Flow),
+        Label(&'static str, String),
+        /// Anything else: no `:`, `<` or `>`, so it can be neither a label nor a dump line.
+        Junk(String),
+    }
+
+    fn ip() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            4 => prop::sample::select(vec!["192.0.2.1", "198.51.100.7", "2001:db8::1"])
+                .prop_map(|s| s.parse().unwrap()),
+            1 => any::<IpAddr>(),
+        ]
+    }
+
+    fn port() -> impl Strategy<Value = u16> {
+        prop_oneof![3 => prop::sample::select(vec![0u16, 22, 53, 80, 123, 443]), 1 => any::<u16>()]
+    }
+
+    /// Small counts, counts that overflow when two are added, and anything.
+    fn count() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            0..100u64,
+            (u64::MAX - 1000)..=u64::MAX,
+            Just(1u64 << 63),
+            any::<u64>()
+        ]
+    }
+
+    fn line() -> impl Strategy<Value = Line> {
+        let protocol =
+            prop::sample::select(vec!["tcp", "udp", "icmp", "ipv6_icmp", "gre", "unknown"]);
+        let flags = prop::option::of(prop::sample::select(vec![
+            "syn",
+            "ack",
+            "syn,ack",
+            "-",
+            "fin,psh,ack",
+        ]));
+        let packet = (ip(), port(), ip(), port(), protocol, flags, count()).prop_map(
+            |(src, sport, dst, dport, protocol, flags, packets)| {
+                Line::Packet(Packet {
+                    src,
+                    sport,
+                    dst,
+                    dport,
+                    protocol: protocol.into(),
+                    flags: flags.map(str::to_string),
+                    packets,
+                })
+            },
+        );
+        let flow = (ip(), port(), ip(), port(), count(), any::<bool>()).prop_map(
+            |(victim, vport, remote, rport, packets, incoming)| {
+                let (src, sport, dst, dport) = if incoming {
+                    (remote, rport, victim, vport)
+                } else {
+                    (victim, vport, remote, rport)
+                };
+                Line::Flow(Flow {
+                    src,
+                    sport,
+                    dst,
+                    dport,
+                    packets,
+                    incoming,
+                })
+            },
+        );
+        let word = prop_oneof![
+            prop::sample::select(vec![
+                "syn_flood",
+                "UDP_FLOOD",
+                "icmp_flood",
+                "ack_flood",
+                "unknown",
+                "tcp",
+                "udp",
+                "icmp",
+                "incoming",
+                "outgoing",
+                "OUTGOING",
+                "other",
+                "Überlast",
+                "日本",
+            ])
+            .prop_map(str::to_string),
+            "[a-zA-Z_é日]{1,10}",
+        ];
+        let number = prop_oneof![
+            any::<u64>().prop_map(|n| n.to_string()),
+            Just("99999999999999999999999".to_string()),
+            Just("-5".to_string()),
+            Just("12.5".to_string()),
+        ];
+        let label = prop_oneof![
+            (
+                prop::sample::select(vec!["Attack type", "Attack protocol", "Attack direction"]),
+                word
+            ),
+            (
+                prop::sample::select(vec!["Total incoming traffic", "Total outgoing traffic"]),
+                number.prop_map(|n| format!("{n} mbps"))
+            ),
+        ]
+        .prop_map(|(k, v)| Line::Label(k, v));
+        let junk =
+            any::<String>().prop_map(|s| Line::Junk(s.replace([':', '<', '>', '\n', '\r'], "")));
+        prop_oneof![3 => packet, 3 => flow, 2 => label, 1 => junk]
+    }
+
+    fn render(lines: &[Line], crlf: bool) -> String {
+        let mut text = String::new();
+        for l in lines {
+            match l {
+                Line::Packet(p) => {
+                    let flags = p
+                        .flags
+                        .as_deref()
+                        .map(|f| format!(" flags: {f}"))
+                        .unwrap_or_default();
+                    text += &format!(
+                        "2026-11-25 12:10:24.846435785 {}:{} > {}:{} protocol: {}{flags} frag: 0  packets: {} size: 60 bytes ttl: 64 sample ratio: 1  ",
+                        p.src, p.sport, p.dst, p.dport, p.protocol, p.packets
+                    );
+                }
+                Line::Flow(f) if f.incoming => {
+                    text += &format!(
+                        "{}:{} < {}:{} 60 bytes {} packets",
+                        f.dst, f.dport, f.src, f.sport, f.packets
+                    );
+                }
+                Line::Flow(f) => {
+                    text += &format!(
+                        "{}:{} > {}:{} 60 bytes {} packets",
+                        f.src, f.sport, f.dst, f.dport, f.packets
+                    );
+                }
+                Line::Label(k, v) => text += &format!("{k}: {v}"),
+                Line::Junk(j) => text += j,
+            }
+            text += if crlf { "\r\n" } else { "\n" };
+        }
+        text
+    }
+
+    fn last_label<'a>(lines: &'a [Line], key: &str) -> Option<&'a str> {
+        lines.iter().rev().find_map(|l| match l {
+            Line::Label(k, v) if *k == key => Some(v.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The busiest port, computed apart from the code under test: exact sums in u128, clamped
+    /// to u64 (what saturating adds give), ties to the lower port.
+    fn model_top(samples: &[(u16, u16, u64)], source: bool) -> Option<u16> {
+        let mut sums: BTreeMap<u16, u128> = BTreeMap::new();
+        for (s, d, n) in samples {
+            *sums.entry(if source { *s } else { *d }).or_default() += u128::from(*n);
+        }
+        let clamp = |n: u128| n.min(u128::from(u64::MAX));
+        let best = sums.values().map(|n| clamp(*n)).max()?;
+        sums.into_iter()
+            .find(|(_, n)| clamp(*n) == best)
+            .map(|(p, _)| p)
+    }
+
+    fn model_ports(lines: &[Line]) -> (Option<u16>, Option<u16>) {
+        let packets: Vec<_> = lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::Packet(p) => Some((p.sport, p.dport, p.packets)),
+                _ => None,
+            })
+            .collect();
+        let samples = if packets.is_empty() {
+            let incoming = last_label(lines, "Attack direction")
+                .is_none_or(|d| !d.eq_ignore_ascii_case("outgoing"));
+            lines
+                .iter()
+                .filter_map(|l| match l {
+                    Line::Flow(f) if f.incoming == incoming => Some((f.sport, f.dport, f.packets)),
+                    _ => None,
+                })
+                .collect()
+        } else {
+            packets
+        };
+        (model_top(&samples, true), model_top(&samples, false))
+    }
+
+    /// bps is a whole, non-negative number of megabits, the direction's own, or None.
+    fn assert_bps(d: &Details) {
+        for direction in ["incoming", "outgoing", "other"] {
+            let bps = bps(d, direction);
+            match mbps(d, direction) {
+                Some(m) if m <= i64::MAX as u64 / 1_000_000 => {
+                    assert_eq!(bps, Some(m as i64 * 1_000_000), "{direction}")
+                }
+                _ => assert_eq!(bps, None, "{direction}"),
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(cases(128))]
+
+        #[test]
+        fn generated_details_read_back_exactly(
+            lines in prop::collection::vec(line(), 0..40),
+            crlf in any::<bool>(),
+            victim in ip(),
+        ) {
+            let d = parse(&render(&lines, crlf));
+            let packets: Vec<&Packet> = lines.iter().filter_map(|l| match l { Line::Packet(p) => Some(p), _ => None }).collect();
+            let flows: Vec<&Flow> = lines.iter().filter_map(|l| match l { Line::Flow(f) => Some(f), _ => None }).collect();
+            prop_assert_eq!(d.packets.iter().collect::<Vec<_>>(), packets);
+            prop_assert_eq!(d.flows.iter().collect::<Vec<_>>(), flows);
+            let lower = |key| last_label(&lines, key).map(str::to_ascii_lowercase);
+            prop_assert_eq!(&d.attack_type, &lower("Attack type"));
+            prop_assert_eq!(&d.protocol, &lower("Attack protocol"));
+            prop_assert_eq!(&d.direction, &lower("Attack direction"));
+            let number = |key| last_label(&lines, key).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
+            prop_assert_eq!(d.incoming_mbps, number("Total incoming traffic"));
+            prop_assert_eq!(d.outgoing_mbps, number("Total outgoing traffic"));
+            prop_assert_eq!(busiest_ports(&d), model_ports(&lines));
+            assert_bps(&d);
+            for direction in ["incoming", "outgoing", "other"] {
+                let v = vector(&d, victim, direction);
+                prop_assert!(BUILTIN.contains(&v), "{v}");
+                match (d.attack_type.as_deref(), d.protocol.as_deref()) {
+                    (Some(t @ ("syn_flood" | "udp_flood" | "icmp_flood" | "ack_flood")), _) => prop_assert_eq!(v, t),
+                    (None | Some("unknown"), Some("udp")) => prop_assert_eq!(v, "udp_flood"),
+                    (None | Some("unknown"), Some("icmp")) => prop_assert_eq!(v, "icmp_flood"),
+                    (None | Some("unknown"), Some("tcp")) => prop_assert!(matches!(v, "syn_flood" | "ack_flood" | "unknown")),
+                    _ => prop_assert_eq!(v, "unknown"),
+                }
+            }
+        }
+
+        #[test]
+        fn any_text_or_bytes_give_a_known_vector_and_whole_megabits(
+            text in prop_oneof![any::<String>(), prop::collection::vec(any::<u8>(), 0..600).prop_map(|b| String::from_utf8_lossy(&b).into_owned())],
+        ) {
+            let d = parse(&text);
+            prop_assert!(BUILTIN.contains(&vector(&d, "192.0.2.1".parse().unwrap(), "incoming")));
+            assert_bps(&d);
+            let (sport, dport) = busiest_ports(&d);
+            prop_assert_eq!(sport.is_some(), dport.is_some());
+            if !d.packets.is_empty() {
+                prop_assert!(d.packets.iter().any(|p| Some(p.sport) == sport));
+            }
+        }
+    }
+
+    /// Every real capture and sample (and a non-ASCII line), as bytes.
+    fn fixtures() -> &'static [(String, Vec<u8>)] {
+        static ALL: std::sync::OnceLock<Vec<(String, Vec<u8>)>> = std::sync::OnceLock::new();
+        ALL.get_or_init(read_fixtures)
+    }
+
+    fn read_fixtures() -> Vec<(String, Vec<u8>)> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+        let mut out = Vec::new();
+        for sub in ["", "/fastnetmon-1.2.4", "/layouts"] {
+            for e in std::fs::read_dir(format!("{dir}{sub}")).unwrap().flatten() {
+                if e.path().extension().is_some_and(|x| x == "txt") {
+                    let mut bytes = std::fs::read(e.path()).unwrap();
+                    // A multi-byte character cut in the middle too.
+                    bytes.extend("Attack type: Überlast 日本\n".as_bytes());
+                    out.push((e.path().display().to_string(), bytes));
+                }
+            }
+        }
+        assert!(out.len() >= 16, "{out:?}");
+        out
+    }
+
+    fn lossy(b: &[u8]) -> String {
+        String::from_utf8_lossy(b).into_owned()
+    }
+
+    /// What any text reads to: a known vector, whole megabits, both ports or neither.
+    fn assert_invariants(d: &Details, at: &str) {
+        let victim = "203.0.113.10".parse().unwrap();
+        assert!(BUILTIN.contains(&vector(d, victim, "incoming")), "{at}");
+        assert_bps(d);
+        let (sport, dport) = busiest_ports(d);
+        assert_eq!(sport.is_some(), dport.is_some(), "{at}");
+    }
+
+    /// What a cut text may read: the whole text's packets and flows in order (the last one
+    /// may come from the cut line and differ), its labels cut short, and the invariants.
+    fn assert_cut_of(d: &Details, whole: &Details, at: &str) {
+        assert!(d.packets.len() <= whole.packets.len(), "{at}");
+        let keep = d.packets.len().saturating_sub(1);
+        assert_eq!(d.packets[..keep], whole.packets[..keep], "{at}");
+        assert!(d.flows.len() <= whole.flows.len(), "{at}");
+        let keep = d.flows.len().saturating_sub(1);
+        assert_eq!(d.flows[..keep], whole.flows[..keep], "{at}");
+        if let (Some(cut), Some(full)) = (d.incoming_mbps, whole.incoming_mbps) {
+            assert!(full.to_string().starts_with(&cut.to_string()), "{at}");
+        }
+        if let (Some(cut), Some(full)) = (&d.protocol, &whole.protocol) {
+            assert!(full.starts_with(cut.as_str()), "{at}");
+        }
+        assert_invariants(d, at);
+    }
+
+    /// FastNetMon's pipe can close early and our bounded read cuts long details: every real
+    /// capture and sample, cut at every byte. The parser reads line by line, so the cut line is
+    /// parsed alone at every byte (no panic; at most one packet or flow, the whole line's once
+    /// the line is complete), and the text before it at every line end (exactly the whole
+    /// text's first packets and flows); `cut_anywhere_reads_a_prefix` below parses whole cut
+    /// texts at generated offsets. (Parsing the whole cut text at every byte is quadratic:
+    /// seconds in a debug build.)
+    #[test]
+    fn fixtures_cut_at_every_byte_read_as_a_prefix_of_the_whole() {
+        for (file, bytes) in fixtures() {
+            let whole = parse(&lossy(&bytes));
+            let mut line_start = 0;
+            let mut head = Details::default();
+            for cut in 0..=bytes.len() {
+                let at = format!("{file} cut at {cut}");
+                if cut > 0 && bytes[cut - 1] == b'\n' {
+                    line_start = cut;
+                    head = parse(&lossy(&bytes[..cut]));
+                    assert_eq!(head.packets, whole.packets[..head.packets.len()], "{at}");
+                    assert_eq!(head.flows, whole.flows[..head.flows.len()], "{at}");
+                }
+                let tail = parse(&lossy(&bytes[line_start..cut]));
+                assert!(tail.packets.len() + tail.flows.len() <= 1, "{at}");
+                assert_invariants(&tail, &at);
+                if bytes.get(cut) == Some(&b'\n') {
+                    if let [p] = &tail.packets[..] {
+                        assert_eq!(Some(p), whole.packets.get(head.packets.len()), "{at}");
+                    }
+                    if let [f] = &tail.flows[..] {
+                        assert_eq!(Some(f), whole.flows.get(head.flows.len()), "{at}");
+                    }
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(cases(64))]
+
+        #[test]
+        fn cut_anywhere_reads_a_prefix(file in 0usize..64, cut in any::<prop::sample::Index>()) {
+            let (name, bytes) = &fixtures()[file % fixtures().len()];
+            let cut = cut.index(bytes.len() + 1);
+            let whole = parse(&lossy(bytes));
+            assert_cut_of(&parse(&lossy(&bytes[..cut])), &whole, &format!("{name} cut at {cut}"));
         }
     }
 }
