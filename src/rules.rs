@@ -136,7 +136,9 @@ fn split(line: &str) -> Result<Vec<String>, String> {
 fn cond(w: &str) -> Result<Cond, String> {
     let bad = |what: &str| format!("{w:?}: {what}");
     let port = |v: &str| v.parse::<u16>().map_err(|_| bad("expected a port 0-65535"));
-    if let Some((k, v)) = w.split_once(">=") {
+    // The first `=` ends the key: `contains="a>=b"` is a contains, `pps>=5` a comparison.
+    let (k, v) = w.split_once('=').ok_or_else(|| bad("expected key=value"))?;
+    if let Some(k) = k.strip_suffix('>') {
         return match k {
             "pps" => v
                 .parse()
@@ -149,7 +151,6 @@ fn cond(w: &str) -> Result<Cond, String> {
             _ => Err(bad("only pps>= and mbps>= compare")),
         };
     }
-    let (k, v) = w.split_once('=').ok_or_else(|| bad("expected key=value"))?;
     if v.is_empty() {
         return Err(bad("empty value"));
     }
@@ -504,5 +505,405 @@ icmp_flood    pps>=1000 mbps>=5
             m(&(udp.to_string() + "memcached stats\n"), None, None).as_deref(),
             Some("r:6")
         );
+    }
+}
+
+/// Properties over generated rules files and attacks: a rule written out reads back as the
+/// same rule, any text gives rules or errors that name their line, and the rule chosen is the
+/// first whose conditions hold by a model computed apart from the matcher.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::details;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// Few cases by default so `cargo test` stays fast; `PROPTEST_CASES=100000` digs deeper.
+    fn cases(n: u32) -> ProptestConfig {
+        let n = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(n);
+        ProptestConfig::with_cases(n)
+    }
+
+    /// A condition as an operator might write it (before lower-casing).
+    #[derive(Debug, Clone)]
+    enum Written {
+        Type(String),
+        Protocol(String),
+        Sport(u16),
+        Dport(u16),
+        Contains(String),
+        Pps(i64),
+        Mbps(u64),
+    }
+
+    impl Written {
+        /// The condition the parser must read from it.
+        fn cond(&self) -> Cond {
+            match self {
+                Written::Type(v) => Cond::Type(v.to_ascii_lowercase()),
+                Written::Protocol(v) => Cond::Protocol(v.to_ascii_lowercase()),
+                Written::Sport(p) => Cond::Sport(*p),
+                Written::Dport(p) => Cond::Dport(*p),
+                Written::Contains(v) => Cond::Contains(v.to_lowercase()),
+                Written::Pps(n) => Cond::PpsAtLeast(*n),
+                Written::Mbps(n) => Cond::MbpsAtLeast(*n),
+            }
+        }
+
+        /// `key=value` with the value quoted (or the whole word, or nothing when it is safe).
+        fn render(&self, quoting: u8) -> String {
+            let (key, value) = match self {
+                Written::Type(v) => ("type=", v.clone()),
+                Written::Protocol(v) => ("protocol=", v.clone()),
+                Written::Sport(p) => ("sport=", p.to_string()),
+                Written::Dport(p) => ("dport=", p.to_string()),
+                Written::Contains(v) => ("contains=", v.clone()),
+                Written::Pps(n) => ("pps>=", n.to_string()),
+                Written::Mbps(n) => ("mbps>=", n.to_string()),
+            };
+            let quote = |s: &str| {
+                let escaped: String = s
+                    .chars()
+                    .flat_map(|c| match c {
+                        '"' | '\\' => vec!['\\', c],
+                        c => vec![c],
+                    })
+                    .collect();
+                format!("\"{escaped}\"")
+            };
+            let safe = !value.chars().any(|c| c.is_whitespace() || c == '"');
+            match quoting % 3 {
+                0 if safe => format!("{key}{value}"),
+                1 => quote(&format!("{key}{value}")),
+                _ => format!("{key}{}", quote(&value)),
+            }
+        }
+    }
+
+    /// Values with what the syntax treats specially: blanks, quotes, backslashes, `#`, `=`,
+    /// `>=`, upper case, non-ASCII.
+    fn value() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9_ #\"\\\\>=éÜ日\t]{1,8}"
+    }
+
+    fn written() -> impl Strategy<Value = Written> {
+        prop_oneof![
+            value().prop_map(Written::Type),
+            value().prop_map(Written::Protocol),
+            any::<u16>().prop_map(Written::Sport),
+            any::<u16>().prop_map(Written::Dport),
+            value().prop_map(Written::Contains),
+            any::<i64>().prop_map(Written::Pps),
+            any::<u64>().prop_map(Written::Mbps),
+        ]
+    }
+
+    fn vector() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(KNOWN_VECTORS).prop_map(str::to_string),
+            "[a-z0-9_]{1,16}",
+        ]
+    }
+
+    /// A rule line with its blanks, quoting and trailing comment, or a blank or comment line.
+    #[derive(Debug, Clone)]
+    enum FileLine {
+        Rule {
+            vector: String,
+            conds: Vec<(Written, u8)>,
+            indent: &'static str,
+            sep: &'static str,
+            comment: Option<String>,
+        },
+        Other(String),
+    }
+
+    fn file_line() -> impl Strategy<Value = FileLine> {
+        let blank = prop::sample::select(vec![" ", "\t", "  ", " \t "]);
+        let rule = (
+            vector(),
+            prop::collection::vec((written(), any::<u8>()), 1..5),
+            prop::sample::select(vec!["", " ", "\t"]),
+            blank,
+            prop::option::of("[a-z #=\"é]{0,10}"),
+        )
+            .prop_map(|(vector, conds, indent, sep, comment)| FileLine::Rule {
+                vector,
+                conds,
+                indent,
+                sep,
+                comment,
+            });
+        let other = prop::sample::select(vec!["", "   ", "# a comment", "\t# sport=53 \"x", "#"])
+            .prop_map(|s| FileLine::Other(s.into()));
+        prop_oneof![3 => rule, 1 => other]
+    }
+
+    fn render(lines: &[FileLine], crlf: bool) -> String {
+        let mut text = String::new();
+        for l in lines {
+            match l {
+                FileLine::Rule {
+                    vector,
+                    conds,
+                    indent,
+                    sep,
+                    comment,
+                } => {
+                    text += indent;
+                    text += vector;
+                    for (c, quoting) in conds {
+                        text += sep;
+                        text += &c.render(*quoting);
+                    }
+                    if let Some(comment) = comment {
+                        text += &format!("{sep}# {comment}");
+                    }
+                }
+                FileLine::Other(s) => text += s,
+            }
+            text += if crlf { "\r\n" } else { "\n" };
+        }
+        text
+    }
+
+    /// `file:N: …` → N.
+    fn line_of(msg: &str) -> usize {
+        let rest = msg.strip_prefix("f:").expect(msg);
+        rest.split(':').next().unwrap().parse().expect(msg)
+    }
+
+    proptest! {
+        #![proptest_config(cases(128))]
+
+        #[test]
+        fn a_rules_file_reads_back_as_written(lines in prop::collection::vec(file_line(), 0..12), crlf in any::<bool>()) {
+            let text = render(&lines, crlf);
+            let (rules, warnings) = match parse("f", &text) {
+                Ok(ok) => ok,
+                Err(e) => return Err(TestCaseError::fail(format!("{text:?}: {e:?}"))),
+            };
+            let mut want = Vec::new();
+            for (i, l) in lines.iter().enumerate() {
+                if let FileLine::Rule { vector, conds, .. } = l {
+                    want.push(Rule {
+                        vector: vector.clone(),
+                        conds: conds.iter().map(|(c, _)| c.cond()).collect(),
+                        origin: format!("f:{}", i + 1),
+                    });
+                }
+            }
+            prop_assert_eq!(&rules, &want, "{:?}", text);
+            let unknown: Vec<&str> = rules
+                .iter()
+                .filter(|r| !KNOWN_VECTORS.contains(&r.vector.as_str()))
+                .map(|r| r.origin.as_str())
+                .collect();
+            prop_assert_eq!(warnings.len(), unknown.len());
+            for (w, origin) in warnings.iter().zip(unknown) {
+                prop_assert!(w.starts_with(&format!("{origin}: vector ")), "{}", w);
+            }
+        }
+
+        #[test]
+        fn any_text_gives_rules_or_errors_naming_their_lines(
+            text in prop_oneof![
+                any::<String>(),
+                prop::collection::vec(
+                    prop::sample::select(vec![
+                        "udp_flood", "UDP", " ", "\t", "\n", "type=", "sport=", "dport=", "53",
+                        "70000", "pps>=", "mbps>=", "-1", "contains=", "\"", "\\", "#", "=", ">=",
+                        "é", "日", "\r\n",
+                    ]),
+                    0..40,
+                )
+                .prop_map(|words| words.concat()),
+            ],
+        ) {
+            let lines = text.lines().count().max(1);
+            match parse("f", &text) {
+                Ok((rules, warnings)) => {
+                    let mut last = 0;
+                    for r in &rules {
+                        let n = line_of(&r.origin);
+                        prop_assert!(n > last && n <= lines, "{:?}", r);
+                        last = n;
+                        prop_assert!(!r.conds.is_empty());
+                        prop_assert!(r.vector.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+                    }
+                    let unknown = rules.iter().filter(|r| !KNOWN_VECTORS.contains(&r.vector.as_str())).count();
+                    prop_assert_eq!(warnings.len(), unknown);
+                }
+                Err(errors) => {
+                    prop_assert!(!errors.is_empty());
+                    let mut last = 0;
+                    for e in &errors {
+                        let n = line_of(e);
+                        prop_assert!(n > last && n <= lines, "{}", e);
+                        last = n;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attack: FastNetMon's fields, its dumps, and argv's pps.
+    #[derive(Debug, Clone)]
+    struct Attack {
+        attack_type: Option<&'static str>,
+        protocol: Option<&'static str>,
+        direction: Option<&'static str>,
+        /// (source port, destination port, packets)
+        packets: Vec<(u16, u16, u64)>,
+        /// (source port, destination port, packets, toward the victim)
+        flows: Vec<(u16, u16, u64, bool)>,
+        words: &'static str,
+        pps: Option<i64>,
+        mbps: Option<u64>,
+    }
+
+    const PORTS: &[u16] = &[22, 53, 80, 123];
+    const TYPES: &[&str] = &["syn_flood", "udp_flood", "unknown", "ip_fragmentation"];
+    const PROTOCOLS: &[&str] = &["udp", "tcp", "icmp", "unknown"];
+    const WORDS: &[&str] = &["", "memcached stats", "Überlast", "MEMCACHED"];
+
+    fn count() -> impl Strategy<Value = u64> {
+        prop_oneof![1..100u64, (u64::MAX - 100)..=u64::MAX, Just(1u64 << 63)]
+    }
+
+    fn attack() -> impl Strategy<Value = Attack> {
+        let port = || prop::sample::select(PORTS);
+        (
+            prop::option::of(prop::sample::select(TYPES)),
+            prop::option::of(prop::sample::select(PROTOCOLS)),
+            prop::option::of(prop::sample::select(vec!["incoming", "outgoing", "other"])),
+            prop::collection::vec((port(), port(), count()), 0..4),
+            prop::collection::vec((port(), port(), count(), any::<bool>()), 0..6),
+            prop::sample::select(WORDS),
+            prop::option::of(prop_oneof![0..8i64, any::<i64>()]),
+            prop::option::of(prop_oneof![0..8u64, any::<u64>()]),
+        )
+            .prop_map(
+                |(attack_type, protocol, direction, packets, flows, words, pps, mbps)| Attack {
+                    attack_type,
+                    protocol,
+                    direction,
+                    packets,
+                    flows,
+                    words,
+                    pps,
+                    mbps,
+                },
+            )
+    }
+
+    impl Attack {
+        fn text(&self) -> String {
+            let mut t = String::new();
+            let mut label = |k: &str, v: Option<&str>| {
+                if let Some(v) = v {
+                    t += &format!("{k}: {v}\n");
+                }
+            };
+            label("Attack type", self.attack_type);
+            label("Attack protocol", self.protocol);
+            label("Attack direction", self.direction);
+            t += self.words;
+            t += "\n";
+            for (s, d, n) in &self.packets {
+                t += &format!(
+                    "2026-11-25 12:10:24.8 198.51.100.1:{s} > 192.0.2.1:{d} protocol: udp frag: 0  packets: {n} size: 1 bytes ttl: 1 sample ratio: 1  \n"
+                );
+            }
+            for (s, d, n, incoming) in &self.flows {
+                t += &if *incoming {
+                    format!("192.0.2.1:{d} < 198.51.100.1:{s} 1 bytes {n} packets\n")
+                } else {
+                    format!("192.0.2.1:{s} > 198.51.100.1:{d} 1 bytes {n} packets\n")
+                };
+            }
+            t
+        }
+
+        /// The busiest port as the README defines it, computed apart from the matcher.
+        fn busiest(&self, source: bool) -> Option<u16> {
+            let incoming = self.direction != Some("outgoing");
+            let samples: Vec<(u16, u16, u64)> = if self.packets.is_empty() {
+                self.flows
+                    .iter()
+                    .filter(|f| f.3 == incoming)
+                    .map(|f| (f.0, f.1, f.2))
+                    .collect()
+            } else {
+                self.packets.clone()
+            };
+            let mut sums: BTreeMap<u16, u128> = BTreeMap::new();
+            for (s, d, n) in samples {
+                *sums.entry(if source { s } else { d }).or_default() += u128::from(n);
+            }
+            let clamp = |n: u128| n.min(u128::from(u64::MAX));
+            let best = sums.values().map(|n| clamp(*n)).max()?;
+            sums.into_iter()
+                .find(|(_, n)| clamp(*n) == best)
+                .map(|(p, _)| p)
+        }
+
+        fn holds(&self, c: &Cond) -> bool {
+            match c {
+                Cond::Type(t) => self.attack_type == Some(t.as_str()),
+                Cond::Protocol(p) => self.protocol == Some(p.as_str()),
+                Cond::Sport(p) => self.busiest(true) == Some(*p),
+                Cond::Dport(p) => self.busiest(false) == Some(*p),
+                Cond::Contains(s) => self.text().to_lowercase().contains(s.as_str()),
+                Cond::PpsAtLeast(n) => self.pps.is_some_and(|p| p >= *n),
+                Cond::MbpsAtLeast(n) => self.mbps.is_some_and(|m| m >= *n),
+            }
+        }
+    }
+
+    /// Conditions drawn from the attacks' own values, so that they sometimes hold.
+    fn near_cond() -> impl Strategy<Value = Written> {
+        let word = |v: &'static [&'static str]| prop::sample::select(v).prop_map(str::to_string);
+        prop_oneof![
+            word(TYPES).prop_map(Written::Type),
+            word(PROTOCOLS).prop_map(Written::Protocol),
+            prop::sample::select(PORTS).prop_map(Written::Sport),
+            prop::sample::select(PORTS).prop_map(Written::Dport),
+            prop::sample::select(vec!["memcached", "überlast", "packets", "nowhere"])
+                .prop_map(|s| Written::Contains(s.into())),
+            prop_oneof![0..8i64, any::<i64>()].prop_map(Written::Pps),
+            prop_oneof![0..8u64, any::<u64>()].prop_map(Written::Mbps),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(cases(256))]
+
+        #[test]
+        fn the_first_rule_whose_conditions_hold_wins(
+            a in attack(),
+            rules in prop::collection::vec((vector(), prop::collection::vec((near_cond(), any::<u8>()), 1..4)), 0..6),
+        ) {
+            let file: String = rules
+                .iter()
+                .map(|(v, conds)| {
+                    let words: Vec<String> = conds.iter().map(|(c, q)| c.render(*q)).collect();
+                    format!("{v} {}\n", words.join(" "))
+                })
+                .collect();
+            let (parsed, _) = parse("f", &file).expect(&file);
+            let text = a.text();
+            let d = details::parse(&text);
+            let f = Facts { details: &d, text: &text, pps: a.pps, mbps: a.mbps };
+            let got = first_match(&parsed, &f).map(|r| r.origin.clone());
+            let want = parsed
+                .iter()
+                .find(|r| r.conds.iter().all(|c| a.holds(c)))
+                .map(|r| r.origin.clone());
+            prop_assert_eq!(got, want, "{}{}", file, text);
+        }
     }
 }
