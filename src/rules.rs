@@ -453,6 +453,15 @@ icmp_flood    pps>=1000 mbps>=5
     }
 
     #[test]
+    fn a_value_may_hold_a_comparison_sign() {
+        let (rules, _) = parse("r", "udp_flood contains=\"a>=b\" protocol=>=\n").unwrap();
+        assert_eq!(
+            rules[0].conds,
+            [Cond::Contains("a>=b".into()), Cond::Protocol(">=".into())]
+        );
+    }
+
+    #[test]
     fn every_condition_and_first_match_wins() {
         let (rules, _) = parse("r", FILE).unwrap();
         let m = |text: &str, pps, mbps| {
