@@ -16,6 +16,8 @@ pub fn now() -> String {
 }
 
 pub fn rfc3339_from_unix(secs: u64) -> String {
+    // Below 2^48 for any u64 (a certificate's date may be anything): the cast cannot wrap, and
+    // a year past 9999 is written with more digits, which no parser here accepts.
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
