@@ -153,12 +153,14 @@ fn parse_value(s: &str) -> Result<(String, Option<&'static str>), &'static str> 
                 };
                 let open = chars.next().unwrap_or(close);
                 value.push(open);
-                let mut depth = 1;
+                let mut depth: usize = 1;
                 while depth > 0 {
                     match chars.next() {
                         Some(c) => {
-                            depth += usize::from(c == open);
-                            depth -= usize::from(c == close);
+                            // Saturating: a count over text from outside never panics
+                            // (`open` and `close` differ, and the line is at most 64 KiB).
+                            depth = depth.saturating_add(usize::from(c == open));
+                            depth = depth.saturating_sub(usize::from(c == close));
                             value.push(c);
                         }
                         None => return Err("unterminated $( or ${"),
@@ -340,5 +342,183 @@ mod tests {
                 },
             ]
         );
+    }
+}
+
+/// Properties: an assignment written in any of the shell's quotings reads back as written, on
+/// its own line number; any text parses without a panic into numbered lines.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Few cases by default so `cargo test` stays fast; `PROPTEST_CASES=100000` digs deeper.
+    fn cases(n: u32) -> ProptestConfig {
+        let n = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(n);
+        ProptestConfig::with_cases(n)
+    }
+
+    #[derive(Debug, Clone)]
+    enum Quoting {
+        /// `K=value`, only characters the shell takes literally.
+        Bare,
+        /// `K='value'` (no `'` inside).
+        Single,
+        /// `K="value"` with `"`, `\`, `$` and `` ` `` escaped.
+        Double,
+        /// `K="value"` with `$` and `` ` `` left as they are: read literally, with a warning.
+        DoubleRaw,
+    }
+
+    #[derive(Debug, Clone)]
+    enum EnvLine {
+        Assign {
+            key: String,
+            value: String,
+            quoting: Quoting,
+            export: bool,
+            indent: &'static str,
+            comment: Option<String>,
+        },
+        Other(&'static str),
+    }
+
+    fn env_line() -> impl Strategy<Value = EnvLine> {
+        let quoted = "[a-zA-Z0-9 #'\"\\\\$`=;|&<>()é日\t]{0,12}";
+        let assign = (
+            "[A-Za-z_][A-Za-z0-9_]{0,10}",
+            prop_oneof![
+                "[A-Za-z0-9_./:@%+,=é日-]{0,12}".prop_map(|v| (v, Quoting::Bare)),
+                quoted.prop_map(|v| (v.replace('\'', ""), Quoting::Single)),
+                quoted.prop_map(|v| (v, Quoting::Double)),
+                quoted.prop_map(|v| (v, Quoting::DoubleRaw)),
+            ],
+            any::<bool>(),
+            prop::sample::select(vec!["", " ", "\t", "  "]),
+            prop::option::of("[a-z #'\"=é]{0,10}"),
+        )
+            .prop_map(
+                |(key, (value, quoting), export, indent, comment)| EnvLine::Assign {
+                    key,
+                    value,
+                    quoting,
+                    export,
+                    indent,
+                    comment,
+                },
+            );
+        let other = prop::sample::select(vec!["", "   ", "# comment", "\t# K=1", "export X"])
+            .prop_map(EnvLine::Other);
+        prop_oneof![3 => assign, 1 => other]
+    }
+
+    impl EnvLine {
+        fn text(&self) -> String {
+            let (key, value, quoting, export, indent, comment) = match self {
+                EnvLine::Assign {
+                    key,
+                    value,
+                    quoting,
+                    export,
+                    indent,
+                    comment,
+                } => (key, value, quoting, export, indent, comment),
+                EnvLine::Other(s) => return s.to_string(),
+            };
+            let escape = |specials: &[char]| -> String {
+                value
+                    .chars()
+                    .flat_map(|c| {
+                        if specials.contains(&c) {
+                            vec!['\\', c]
+                        } else {
+                            vec![c]
+                        }
+                    })
+                    .collect()
+            };
+            let v = match quoting {
+                Quoting::Bare => value.clone(),
+                Quoting::Single => format!("'{value}'"),
+                Quoting::Double => format!("\"{}\"", escape(&['"', '\\', '$', '`'])),
+                Quoting::DoubleRaw => format!("\"{}\"", escape(&['"', '\\'])),
+            };
+            let export = if *export { "export " } else { "" };
+            let comment = comment
+                .as_ref()
+                .map(|c| format!(" # {c}"))
+                .unwrap_or_default();
+            format!("{indent}{export}{key}={v}{comment}")
+        }
+
+        fn warns(&self) -> bool {
+            matches!(self, EnvLine::Assign { quoting: Quoting::DoubleRaw, value, .. } if value.contains(['$', '`']))
+        }
+    }
+
+    proptest! {
+        #![proptest_config(cases(256))]
+
+        #[test]
+        fn assignments_read_back_as_written(
+            lines in prop::collection::vec(env_line(), 0..12),
+            crlf in any::<bool>(),
+            bom in any::<bool>(),
+        ) {
+            let end = if crlf { "\r\n" } else { "\n" };
+            let mut text: String = lines.iter().map(|l| l.text() + end).collect();
+            if bom {
+                text.insert(0, '\u{feff}');
+            }
+            let want: Vec<Line> = lines
+                .iter()
+                .enumerate()
+                .filter_map(|(i, l)| match l {
+                    EnvLine::Assign { key, value, .. } => Some(Line::Assign {
+                        line: i + 1,
+                        key: key.clone(),
+                        value: value.clone(),
+                        literal_warning: l.warns().then_some(EXPANSION),
+                    }),
+                    EnvLine::Other(_) => None,
+                })
+                .collect();
+            prop_assert_eq!(parse(&text), want, "{:?}", text);
+        }
+
+        #[test]
+        fn any_text_parses_into_numbered_lines(
+            text in prop_oneof![
+                any::<String>(),
+                prop::collection::vec(
+                    prop::sample::select(vec![
+                        "K", "export", " ", "\t", "=", "'", "\"", "\\", "$", "$(", "${", ")", "}",
+                        "`", "#", ";", "\n", "\r\n", "é", "\u{feff}", "a b",
+                    ]),
+                    0..40,
+                )
+                .prop_map(|w| w.concat()),
+            ],
+        ) {
+            let count = text.split('\n').count();
+            let mut last = 0;
+            for l in parse(&text) {
+                let line = match l {
+                    Line::Assign { line, key, .. } => {
+                        prop_assert!(is_name(&key), "{:?}", key);
+                        line
+                    }
+                    Line::Malformed { line, reason } => {
+                        prop_assert!(!reason.is_empty());
+                        line
+                    }
+                };
+                prop_assert!(line > last && line <= count, "{} of {}", line, count);
+                last = line;
+            }
+        }
     }
 }

@@ -19,7 +19,7 @@ pub mod modes;
 pub mod notice;
 mod outbox;
 pub mod pretty;
-mod rules;
+pub mod rules;
 pub mod spool;
 mod status;
 pub mod time;

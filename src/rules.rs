@@ -149,7 +149,9 @@ fn split(line: &str) -> Result<Vec<String>, String> {
 fn cond(w: &str) -> Result<Cond, String> {
     let bad = |what: &str| format!("{w:?}: {what}");
     let port = |v: &str| v.parse::<u16>().map_err(|_| bad("expected a port 0-65535"));
-    if let Some((k, v)) = w.split_once(">=") {
+    // The first `=` ends the key: `contains="a>=b"` is a contains, `pps>=5` a comparison.
+    let (k, v) = w.split_once('=').ok_or_else(|| bad("expected key=value"))?;
+    if let Some(k) = k.strip_suffix('>') {
         return match k {
             "pps" => v
                 .parse()
@@ -162,7 +164,6 @@ fn cond(w: &str) -> Result<Cond, String> {
             _ => Err(bad("only pps>= and mbps>= compare")),
         };
     }
-    let (k, v) = w.split_once('=').ok_or_else(|| bad("expected key=value"))?;
     if v.is_empty() {
         return Err(bad("empty value"));
     }
@@ -183,10 +184,7 @@ pub fn first_match<'r>(rules: &'r [Rule], f: &Facts) -> Option<&'r Rule> {
     if rules.is_empty() {
         return None;
     }
-    let (sport, dport) = (
-        busiest_port(f.details, true),
-        busiest_port(f.details, false),
-    );
+    let (sport, dport) = crate::details::busiest_ports(f.details);
     let lower = f.text.to_lowercase();
     rules.iter().find(|r| {
         r.conds.iter().all(|c| match c {
@@ -201,23 +199,22 @@ pub fn first_match<'r>(rules: &'r [Rule], f: &Facts) -> Option<&'r Rule> {
     })
 }
 
-/// The source (or destination) port carried by most packets in the dump; ties → lowest port.
-fn busiest_port(d: &Details, source: bool) -> Option<u16> {
-    let mut counts: std::collections::BTreeMap<u16, u64> = std::collections::BTreeMap::new();
-    for p in &d.packets {
-        *counts
-            .entry(if source { p.sport } else { p.dport })
-            .or_default() += p.packets;
-    }
-    counts
-        .into_iter()
-        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
-        .map(|(port, _)| port)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rule_may_carry_its_confidence() {
+        let (rules, _) = parse("f", "udp_flood protocol=udp confidence=0.95 sport=53\n").unwrap();
+        assert_eq!(rules[0].confidence, Some(0.95));
+        assert_eq!(rules[0].conds.len(), 2);
+        for bad in ["confidence=1.5", "confidence=x", "confidence=-0.1"] {
+            let e = parse("f", &format!("udp_flood protocol=udp {bad}\n")).unwrap_err();
+            assert!(e[0].contains("expected a confidence from 0 to 1"), "{e:?}");
+        }
+        let e = parse("f", "udp_flood confidence=0.9\n").unwrap_err();
+        assert!(e[0].contains("at least one condition"), "{e:?}");
+    }
     use crate::details;
 
     const FILE: &str = "\
@@ -241,6 +238,200 @@ icmp_flood    pps>=1000 mbps>=5
 
     fn dump(sport: u16, dport: u16, n: usize) -> String {
         format!("2025-05-14 10:21:07.1 198.51.100.7:{sport} > 192.0.2.10:{dport} protocol: udp frag: 0  packets: 1 size: 1 bytes ttl: 1 sample ratio: 1  \n").repeat(n)
+    }
+
+    /// One layout's details with what FastNetMon passed in argv, and the single-condition
+    /// rules that must (and must not) match them.
+    struct Layout {
+        file: &'static str,
+        pps: i64,
+        direction: &'static str,
+        holds: &'static [&'static str],
+        fails: &'static [&'static str],
+    }
+
+    const LAYOUTS: &[Layout] = &[
+        Layout {
+            file: "ban_ipv4_udp_flood.txt",
+            pps: 412_345,
+            direction: "incoming",
+            holds: &[
+                "type=udp_flood",
+                "protocol=udp",
+                "sport=53",
+                "dport=5428",
+                "contains=\"Attack traffic dump\"",
+                "pps>=412345",
+                "mbps>=4447",
+            ],
+            fails: &[
+                "type=unknown",
+                "protocol=tcp",
+                "sport=443",
+                "dport=53",
+                "contains=memcached",
+                "pps>=412346",
+                "mbps>=4448",
+            ],
+        },
+        Layout {
+            file: "layouts/1.2.9-ntp-amplification-ban.txt",
+            pps: 12_288,
+            direction: "incoming",
+            holds: &[
+                "type=udp_flood",
+                "protocol=udp",
+                "sport=123",
+                "dport=14001",
+                "mbps>=47",
+            ],
+            fails: &["sport=22", "dport=123", "mbps>=48"],
+        },
+        Layout {
+            file: "fastnetmon-1.2.4/1-ban-203.0.113.10.txt",
+            pps: 3386,
+            direction: "incoming",
+            holds: &[
+                "type=udp_flood",
+                "protocol=udp",
+                "sport=1099",
+                "dport=53",
+                "contains=\"UDP flows: 300\"",
+                "pps>=3386",
+                "mbps>=13",
+            ],
+            fails: &[
+                "type=syn_flood",
+                "protocol=icmp",
+                "sport=53",
+                "dport=1099",
+                "contains=\"Attack traffic dump\"",
+                "pps>=3387",
+                "mbps>=14",
+            ],
+        },
+        Layout {
+            file: "fastnetmon-1.2.4/4-ban-203.0.113.11.txt",
+            pps: 2940,
+            direction: "incoming",
+            holds: &[
+                "type=syn_flood",
+                "protocol=tcp",
+                "sport=1232",
+                "dport=80",
+                "mbps>=1",
+            ],
+            fails: &[
+                "type=udp_flood",
+                "protocol=udp",
+                "sport=80",
+                "dport=1232",
+                "mbps>=2",
+            ],
+        },
+        Layout {
+            file: "fastnetmon-1.2.4/7-ban-203.0.113.20.txt",
+            pps: 1631,
+            direction: "incoming",
+            holds: &["type=icmp_flood", "protocol=icmp", "pps>=1631"],
+            // An ICMP ban has no flow dump: no port facts at all.
+            fails: &["sport=0", "dport=0", "type=unknown"],
+        },
+        Layout {
+            file: "layouts/1.2.4-ntp-amplification-ban.txt",
+            pps: 12_288,
+            direction: "incoming",
+            holds: &[
+                "type=udp_flood",
+                "protocol=udp",
+                "sport=123",
+                "dport=14001",
+                "mbps>=47",
+            ],
+            // The victim's own SSH flow carries more packets but goes the other way.
+            fails: &["sport=22", "dport=50522", "dport=123", "mbps>=48"],
+        },
+        Layout {
+            file: "layouts/1.2.4-outgoing-syn-ban.txt",
+            pps: 6000,
+            direction: "outgoing",
+            holds: &[
+                "type=syn_flood",
+                "protocol=tcp",
+                "sport=40000",
+                "dport=80",
+                "mbps>=2",
+            ],
+            fails: &["sport=80", "dport=33001", "mbps>=3"],
+        },
+        Layout {
+            file: "layouts/1.1.x-dns-amplification-ban.txt",
+            pps: 5800,
+            direction: "incoming",
+            holds: &[
+                "type=unknown",
+                "protocol=udp",
+                "sport=53",
+                "dport=31337",
+                "contains=\"Network: 192.0.2.128/25\"",
+                "pps>=5800",
+                "mbps>=68",
+            ],
+            fails: &[
+                "type=udp_flood",
+                "protocol=tcp",
+                "sport=123",
+                "dport=53",
+                "pps>=5801",
+                "mbps>=69",
+            ],
+        },
+    ];
+
+    #[test]
+    fn every_condition_works_on_every_layout() {
+        for l in LAYOUTS {
+            let text = std::fs::read_to_string(format!(
+                "{}/tests/fixtures/{}",
+                env!("CARGO_MANIFEST_DIR"),
+                l.file
+            ))
+            .expect(l.file);
+            let d = details::parse(&text);
+            let f = facts(&d, &text, Some(l.pps), details::mbps(&d, l.direction));
+            for (conds, want) in l
+                .holds
+                .iter()
+                .map(|c| (c, true))
+                .chain(l.fails.iter().map(|c| (c, false)))
+            {
+                let (rules, _) = parse("r", &format!("x_flood {conds}\n")).unwrap();
+                assert_eq!(
+                    first_match(&rules, &f).is_some(),
+                    want,
+                    "{}: {conds}",
+                    l.file
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_issue_s_ntp_rule_matches_a_1_2_4_ban() {
+        let (rules, _) = parse("r", "unknown protocol=udp sport=123\n").unwrap();
+        for file in [
+            "layouts/1.2.4-ntp-amplification-ban.txt",
+            "layouts/1.2.9-ntp-amplification-ban.txt",
+        ] {
+            let text = std::fs::read_to_string(format!(
+                "{}/tests/fixtures/{file}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap();
+            let d = details::parse(&text);
+            let hit = first_match(&rules, &facts(&d, &text, Some(12_288), None));
+            assert_eq!(hit.map(|r| r.vector.as_str()), Some("unknown"), "{file}");
+        }
     }
 
     #[test]
@@ -285,6 +476,15 @@ icmp_flood    pps>=1000 mbps>=5
                 "{line}: {errs:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_value_may_hold_a_comparison_sign() {
+        let (rules, _) = parse("r", "udp_flood contains=\"a>=b\" protocol=>=\n").unwrap();
+        assert_eq!(
+            rules[0].conds,
+            [Cond::Contains("a>=b".into()), Cond::Protocol(">=".into())]
+        );
     }
 
     #[test]
@@ -340,5 +540,406 @@ icmp_flood    pps>=1000 mbps>=5
             m(&(udp.to_string() + "memcached stats\n"), None, None).as_deref(),
             Some("r:6")
         );
+    }
+}
+
+/// Properties over generated rules files and attacks: a rule written out reads back as the
+/// same rule, any text gives rules or errors that name their line, and the rule chosen is the
+/// first whose conditions hold by a model computed apart from the matcher.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::details;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// Few cases by default so `cargo test` stays fast; `PROPTEST_CASES=100000` digs deeper.
+    fn cases(n: u32) -> ProptestConfig {
+        let n = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(n);
+        ProptestConfig::with_cases(n)
+    }
+
+    /// A condition as an operator might write it (before lower-casing).
+    #[derive(Debug, Clone)]
+    enum Written {
+        Type(String),
+        Protocol(String),
+        Sport(u16),
+        Dport(u16),
+        Contains(String),
+        Pps(i64),
+        Mbps(u64),
+    }
+
+    impl Written {
+        /// The condition the parser must read from it.
+        fn cond(&self) -> Cond {
+            match self {
+                Written::Type(v) => Cond::Type(v.to_ascii_lowercase()),
+                Written::Protocol(v) => Cond::Protocol(v.to_ascii_lowercase()),
+                Written::Sport(p) => Cond::Sport(*p),
+                Written::Dport(p) => Cond::Dport(*p),
+                Written::Contains(v) => Cond::Contains(v.to_lowercase()),
+                Written::Pps(n) => Cond::PpsAtLeast(*n),
+                Written::Mbps(n) => Cond::MbpsAtLeast(*n),
+            }
+        }
+
+        /// `key=value` with the value quoted (or the whole word, or nothing when it is safe).
+        fn render(&self, quoting: u8) -> String {
+            let (key, value) = match self {
+                Written::Type(v) => ("type=", v.clone()),
+                Written::Protocol(v) => ("protocol=", v.clone()),
+                Written::Sport(p) => ("sport=", p.to_string()),
+                Written::Dport(p) => ("dport=", p.to_string()),
+                Written::Contains(v) => ("contains=", v.clone()),
+                Written::Pps(n) => ("pps>=", n.to_string()),
+                Written::Mbps(n) => ("mbps>=", n.to_string()),
+            };
+            let quote = |s: &str| {
+                let escaped: String = s
+                    .chars()
+                    .flat_map(|c| match c {
+                        '"' | '\\' => vec!['\\', c],
+                        c => vec![c],
+                    })
+                    .collect();
+                format!("\"{escaped}\"")
+            };
+            let safe = !value.chars().any(|c| c.is_whitespace() || c == '"');
+            match quoting % 3 {
+                0 if safe => format!("{key}{value}"),
+                1 => quote(&format!("{key}{value}")),
+                _ => format!("{key}{}", quote(&value)),
+            }
+        }
+    }
+
+    /// Values with what the syntax treats specially: blanks, quotes, backslashes, `#`, `=`,
+    /// `>=`, upper case, non-ASCII.
+    fn value() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9_ #\"\\\\>=éÜ日\t]{1,8}"
+    }
+
+    fn written() -> impl Strategy<Value = Written> {
+        prop_oneof![
+            value().prop_map(Written::Type),
+            value().prop_map(Written::Protocol),
+            any::<u16>().prop_map(Written::Sport),
+            any::<u16>().prop_map(Written::Dport),
+            value().prop_map(Written::Contains),
+            any::<i64>().prop_map(Written::Pps),
+            any::<u64>().prop_map(Written::Mbps),
+        ]
+    }
+
+    fn vector() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(KNOWN_VECTORS).prop_map(str::to_string),
+            "[a-z0-9_]{1,16}",
+        ]
+    }
+
+    /// A rule line with its blanks, quoting and trailing comment, or a blank or comment line.
+    #[derive(Debug, Clone)]
+    enum FileLine {
+        Rule {
+            vector: String,
+            conds: Vec<(Written, u8)>,
+            indent: &'static str,
+            sep: &'static str,
+            comment: Option<String>,
+        },
+        Other(String),
+    }
+
+    fn file_line() -> impl Strategy<Value = FileLine> {
+        let blank = prop::sample::select(vec![" ", "\t", "  ", " \t "]);
+        let rule = (
+            vector(),
+            prop::collection::vec((written(), any::<u8>()), 1..5),
+            prop::sample::select(vec!["", " ", "\t"]),
+            blank,
+            prop::option::of("[a-z #=\"é]{0,10}"),
+        )
+            .prop_map(|(vector, conds, indent, sep, comment)| FileLine::Rule {
+                vector,
+                conds,
+                indent,
+                sep,
+                comment,
+            });
+        let other = prop::sample::select(vec!["", "   ", "# a comment", "\t# sport=53 \"x", "#"])
+            .prop_map(|s| FileLine::Other(s.into()));
+        prop_oneof![3 => rule, 1 => other]
+    }
+
+    fn render(lines: &[FileLine], crlf: bool) -> String {
+        let mut text = String::new();
+        for l in lines {
+            match l {
+                FileLine::Rule {
+                    vector,
+                    conds,
+                    indent,
+                    sep,
+                    comment,
+                } => {
+                    text += indent;
+                    text += vector;
+                    for (c, quoting) in conds {
+                        text += sep;
+                        text += &c.render(*quoting);
+                    }
+                    if let Some(comment) = comment {
+                        text += &format!("{sep}# {comment}");
+                    }
+                }
+                FileLine::Other(s) => text += s,
+            }
+            text += if crlf { "\r\n" } else { "\n" };
+        }
+        text
+    }
+
+    /// `file:N: …` → N.
+    fn line_of(msg: &str) -> usize {
+        let rest = msg.strip_prefix("f:").expect(msg);
+        rest.split(':').next().unwrap().parse().expect(msg)
+    }
+
+    proptest! {
+        #![proptest_config(cases(128))]
+
+        #[test]
+        fn a_rules_file_reads_back_as_written(lines in prop::collection::vec(file_line(), 0..12), crlf in any::<bool>()) {
+            let text = render(&lines, crlf);
+            let (rules, warnings) = match parse("f", &text) {
+                Ok(ok) => ok,
+                Err(e) => return Err(TestCaseError::fail(format!("{text:?}: {e:?}"))),
+            };
+            let mut want = Vec::new();
+            for (i, l) in lines.iter().enumerate() {
+                if let FileLine::Rule { vector, conds, .. } = l {
+                    want.push(Rule {
+                        vector: vector.clone(),
+                        conds: conds.iter().map(|(c, _)| c.cond()).collect(),
+                        confidence: None,
+                        origin: format!("f:{}", i + 1),
+                    });
+                }
+            }
+            prop_assert_eq!(&rules, &want, "{:?}", text);
+            let unknown: Vec<&str> = rules
+                .iter()
+                .filter(|r| !KNOWN_VECTORS.contains(&r.vector.as_str()))
+                .map(|r| r.origin.as_str())
+                .collect();
+            prop_assert_eq!(warnings.len(), unknown.len());
+            for (w, origin) in warnings.iter().zip(unknown) {
+                prop_assert!(w.starts_with(&format!("{origin}: vector ")), "{}", w);
+            }
+        }
+
+        #[test]
+        fn any_text_gives_rules_or_errors_naming_their_lines(
+            text in prop_oneof![
+                any::<String>(),
+                prop::collection::vec(
+                    prop::sample::select(vec![
+                        "udp_flood", "UDP", " ", "\t", "\n", "type=", "sport=", "dport=", "53",
+                        "70000", "pps>=", "mbps>=", "-1", "contains=", "\"", "\\", "#", "=", ">=",
+                        "é", "日", "\r\n",
+                    ]),
+                    0..40,
+                )
+                .prop_map(|words| words.concat()),
+            ],
+        ) {
+            let lines = text.lines().count().max(1);
+            match parse("f", &text) {
+                Ok((rules, warnings)) => {
+                    let mut last = 0;
+                    for r in &rules {
+                        let n = line_of(&r.origin);
+                        prop_assert!(n > last && n <= lines, "{:?}", r);
+                        last = n;
+                        prop_assert!(!r.conds.is_empty());
+                        prop_assert!(r.vector.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+                    }
+                    let unknown = rules.iter().filter(|r| !KNOWN_VECTORS.contains(&r.vector.as_str())).count();
+                    prop_assert_eq!(warnings.len(), unknown);
+                }
+                Err(errors) => {
+                    prop_assert!(!errors.is_empty());
+                    let mut last = 0;
+                    for e in &errors {
+                        let n = line_of(e);
+                        prop_assert!(n > last && n <= lines, "{}", e);
+                        last = n;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attack: FastNetMon's fields, its dumps, and argv's pps.
+    #[derive(Debug, Clone)]
+    struct Attack {
+        attack_type: Option<&'static str>,
+        protocol: Option<&'static str>,
+        direction: Option<&'static str>,
+        /// (source port, destination port, packets)
+        packets: Vec<(u16, u16, u64)>,
+        /// (source port, destination port, packets, toward the victim)
+        flows: Vec<(u16, u16, u64, bool)>,
+        words: &'static str,
+        pps: Option<i64>,
+        mbps: Option<u64>,
+    }
+
+    const PORTS: &[u16] = &[22, 53, 80, 123];
+    const TYPES: &[&str] = &["syn_flood", "udp_flood", "unknown", "ip_fragmentation"];
+    const PROTOCOLS: &[&str] = &["udp", "tcp", "icmp", "unknown"];
+    const WORDS: &[&str] = &["", "memcached stats", "Überlast", "MEMCACHED"];
+
+    fn count() -> impl Strategy<Value = u64> {
+        prop_oneof![1..100u64, (u64::MAX - 100)..=u64::MAX, Just(1u64 << 63)]
+    }
+
+    fn attack() -> impl Strategy<Value = Attack> {
+        let port = || prop::sample::select(PORTS);
+        (
+            prop::option::of(prop::sample::select(TYPES)),
+            prop::option::of(prop::sample::select(PROTOCOLS)),
+            prop::option::of(prop::sample::select(vec!["incoming", "outgoing", "other"])),
+            prop::collection::vec((port(), port(), count()), 0..4),
+            prop::collection::vec((port(), port(), count(), any::<bool>()), 0..6),
+            prop::sample::select(WORDS),
+            prop::option::of(prop_oneof![0..8i64, any::<i64>()]),
+            prop::option::of(prop_oneof![0..8u64, any::<u64>()]),
+        )
+            .prop_map(
+                |(attack_type, protocol, direction, packets, flows, words, pps, mbps)| Attack {
+                    attack_type,
+                    protocol,
+                    direction,
+                    packets,
+                    flows,
+                    words,
+                    pps,
+                    mbps,
+                },
+            )
+    }
+
+    impl Attack {
+        fn text(&self) -> String {
+            let mut t = String::new();
+            let mut label = |k: &str, v: Option<&str>| {
+                if let Some(v) = v {
+                    t += &format!("{k}: {v}\n");
+                }
+            };
+            label("Attack type", self.attack_type);
+            label("Attack protocol", self.protocol);
+            label("Attack direction", self.direction);
+            t += self.words;
+            t += "\n";
+            for (s, d, n) in &self.packets {
+                t += &format!(
+                    "2026-11-25 12:10:24.8 198.51.100.1:{s} > 192.0.2.1:{d} protocol: udp frag: 0  packets: {n} size: 1 bytes ttl: 1 sample ratio: 1  \n"
+                );
+            }
+            for (s, d, n, incoming) in &self.flows {
+                t += &if *incoming {
+                    format!("192.0.2.1:{d} < 198.51.100.1:{s} 1 bytes {n} packets\n")
+                } else {
+                    format!("192.0.2.1:{s} > 198.51.100.1:{d} 1 bytes {n} packets\n")
+                };
+            }
+            t
+        }
+
+        /// The busiest port as the README defines it, computed apart from the matcher.
+        fn busiest(&self, source: bool) -> Option<u16> {
+            let incoming = self.direction != Some("outgoing");
+            let samples: Vec<(u16, u16, u64)> = if self.packets.is_empty() {
+                self.flows
+                    .iter()
+                    .filter(|f| f.3 == incoming)
+                    .map(|f| (f.0, f.1, f.2))
+                    .collect()
+            } else {
+                self.packets.clone()
+            };
+            let mut sums: BTreeMap<u16, u128> = BTreeMap::new();
+            for (s, d, n) in samples {
+                *sums.entry(if source { s } else { d }).or_default() += u128::from(n);
+            }
+            let clamp = |n: u128| n.min(u128::from(u64::MAX));
+            let best = sums.values().map(|n| clamp(*n)).max()?;
+            sums.into_iter()
+                .find(|(_, n)| clamp(*n) == best)
+                .map(|(p, _)| p)
+        }
+
+        fn holds(&self, c: &Cond) -> bool {
+            match c {
+                Cond::Type(t) => self.attack_type == Some(t.as_str()),
+                Cond::Protocol(p) => self.protocol == Some(p.as_str()),
+                Cond::Sport(p) => self.busiest(true) == Some(*p),
+                Cond::Dport(p) => self.busiest(false) == Some(*p),
+                Cond::Contains(s) => self.text().to_lowercase().contains(s.as_str()),
+                Cond::PpsAtLeast(n) => self.pps.is_some_and(|p| p >= *n),
+                Cond::MbpsAtLeast(n) => self.mbps.is_some_and(|m| m >= *n),
+            }
+        }
+    }
+
+    /// Conditions drawn from the attacks' own values, so that they sometimes hold.
+    fn near_cond() -> impl Strategy<Value = Written> {
+        let word = |v: &'static [&'static str]| prop::sample::select(v).prop_map(str::to_string);
+        prop_oneof![
+            word(TYPES).prop_map(Written::Type),
+            word(PROTOCOLS).prop_map(Written::Protocol),
+            prop::sample::select(PORTS).prop_map(Written::Sport),
+            prop::sample::select(PORTS).prop_map(Written::Dport),
+            prop::sample::select(vec!["memcached", "überlast", "packets", "nowhere"])
+                .prop_map(|s| Written::Contains(s.into())),
+            prop_oneof![0..8i64, any::<i64>()].prop_map(Written::Pps),
+            prop_oneof![0..8u64, any::<u64>()].prop_map(Written::Mbps),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(cases(256))]
+
+        #[test]
+        fn the_first_rule_whose_conditions_hold_wins(
+            a in attack(),
+            rules in prop::collection::vec((vector(), prop::collection::vec((near_cond(), any::<u8>()), 1..4)), 0..6),
+        ) {
+            let file: String = rules
+                .iter()
+                .map(|(v, conds)| {
+                    let words: Vec<String> = conds.iter().map(|(c, q)| c.render(*q)).collect();
+                    format!("{v} {}\n", words.join(" "))
+                })
+                .collect();
+            let (parsed, _) = parse("f", &file).expect(&file);
+            let text = a.text();
+            let d = details::parse(&text);
+            let f = Facts { details: &d, text: &text, pps: a.pps, mbps: a.mbps };
+            let got = first_match(&parsed, &f).map(|r| r.origin.clone());
+            let want = parsed
+                .iter()
+                .find(|r| r.conds.iter().all(|c| a.holds(c)))
+                .map(|r| r.origin.clone());
+            prop_assert_eq!(got, want, "{}{}", file, text);
+        }
     }
 }

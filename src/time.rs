@@ -16,6 +16,8 @@ pub fn now() -> String {
 }
 
 pub fn rfc3339_from_unix(secs: u64) -> String {
+    // Below 2^48 for any u64 (a certificate's date may be anything): the cast cannot wrap, and
+    // a year past 9999 is written with more digits, which no parser here accepts.
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
@@ -76,16 +78,29 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
         let frac = s.get(start..i).filter(|f| !f.is_empty())?;
         ms = format!("{frac:0<3}")[..3].parse::<i64>().ok()?;
     }
-    let offset_min = match s.get(i..)? {
-        "Z" | "z" => 0,
-        o if o.len() == 6 && matches!(&o[..1], "+" | "-") && &o[3..4] == ":" => {
-            let m = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
-            if &o[..1] == "-" { -m } else { m }
+    // Bytes, not string slices: a multi-byte character where the zone should be is refused,
+    // not a panic (this text comes from prefixd's replies).
+    let offset_min = match &b[i..] {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            if *sign == b'-' {
+                -(oh * 60 + om)
+            } else {
+                oh * 60 + om
+            }
         }
         _ => return None,
     };
     let days = days_from_civil(y, mo as u32, d as u32);
-    Some(((days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60) * 1000) + ms)
+    days.checked_mul(86_400)?
+        .checked_add(h * 3600 + mi * 60 + sec)?
+        .checked_sub(offset_min * 60)?
+        .checked_mul(1000)?
+        .checked_add(ms)
 }
 
 /// (year, month, day) to days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
@@ -146,6 +161,27 @@ mod tests {
     }
 
     #[test]
+    fn odd_zones_are_refused_not_a_panic() {
+        // Six bytes where the zone goes, the first of a multi-byte character: this sliced a
+        // str inside a character and panicked, aborting the release binary on a bad
+        // `updated_at` from prefixd.
+        for s in [
+            "0000-01-01T00:00:00日0Z0",
+            "2026-11-28T01:16:19é00:00",
+            "2026-11-28T01:16:19+0é:00",
+            "2026-11-28T01:16:19+24:00",
+            "2026-11-28T01:16:19+00:60",
+            "2026-11-28T01:16:19.5日",
+        ] {
+            assert_eq!(parse_rfc3339_ms(s), None, "{s}");
+        }
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-28T01:16:19-23:59"),
+            Some(1_795_828_579_000 + (23 * 60 + 59) * 60_000)
+        );
+    }
+
+    #[test]
     fn formats_known_instants() {
         let cases: &[(u64, &str)] = &[
             (0, "1970-01-01T00:00:00Z"),
@@ -198,6 +234,186 @@ mod tests {
             };
             assert_eq!(cur, want, "day {day}");
             prev = cur;
+        }
+    }
+}
+
+/// Properties: every instant we format parses back, timestamps built from any valid fields
+/// parse to the instant a plain day-by-day calendar gives, and garbage, cut or too-far
+/// timestamps are refused without a panic.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Few cases by default so `cargo test` stays fast; `PROPTEST_CASES=100000` digs deeper.
+    fn cases(n: u32) -> ProptestConfig {
+        let n = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(n);
+        ProptestConfig::with_cases(n)
+    }
+
+    /// 9999-12-31T23:59:59Z, the last instant four year digits can write.
+    const LAST_4_DIGIT: u64 = 253_402_300_799;
+
+    fn leap(y: i64) -> bool {
+        (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+    }
+
+    fn month_len(y: i64, m: u32) -> u32 {
+        match m {
+            2 if leap(y) => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        }
+    }
+
+    /// Days from 1970-01-01, counted year by year and month by month (no formula shared with
+    /// the code under test).
+    fn naive_days(y: i64, m: u32, d: u32) -> i64 {
+        let mut days: i64 = 0;
+        if y >= 1970 {
+            days += (1970..y)
+                .map(|y| if leap(y) { 366 } else { 365 })
+                .sum::<i64>();
+        } else {
+            days -= (y..1970)
+                .map(|y| if leap(y) { 366 } else { 365 })
+                .sum::<i64>();
+        }
+        days += (1..m).map(|m| i64::from(month_len(y, m))).sum::<i64>();
+        days + i64::from(d) - 1
+    }
+
+    /// A timestamp's fields, valid by construction; the offset in minutes east, None for `Z`.
+    #[derive(Debug, Clone)]
+    struct Fields {
+        y: i64,
+        mo: u32,
+        d: u32,
+        h: u32,
+        mi: u32,
+        s: u32,
+        frac: String,
+        offset: Option<i64>,
+        sep: char,
+    }
+
+    fn fields() -> impl Strategy<Value = Fields> {
+        (
+            0i64..=9999,
+            1u32..=12,
+            1u32..=31,
+            (0u32..24, 0u32..60, 0u32..=60),
+            "[0-9]{0,12}",
+            prop::option::of(-(23 * 60 + 59)..=(23i64 * 60 + 59)),
+            prop::sample::select(vec!['T', 't', ' ']),
+        )
+            .prop_map(|(y, mo, d, (h, mi, s), frac, offset, sep)| Fields {
+                y,
+                mo,
+                d: d.min(month_len(y, mo)),
+                h,
+                mi,
+                s,
+                frac,
+                offset,
+                sep,
+            })
+    }
+
+    impl Fields {
+        fn text(&self) -> String {
+            let frac = if self.frac.is_empty() {
+                String::new()
+            } else {
+                format!(".{}", self.frac)
+            };
+            let zone = match self.offset {
+                None => "Z".to_string(),
+                Some(o) => format!(
+                    "{}{:02}:{:02}",
+                    if o < 0 { '-' } else { '+' },
+                    o.abs() / 60,
+                    o.abs() % 60
+                ),
+            };
+            format!(
+                "{:04}-{:02}-{:02}{}{:02}:{:02}:{:02}{frac}{zone}",
+                self.y, self.mo, self.d, self.sep, self.h, self.mi, self.s
+            )
+        }
+
+        fn millis(&self) -> i64 {
+            let secs = naive_days(self.y, self.mo, self.d) * 86_400
+                + i64::from(self.h * 3600 + self.mi * 60 + self.s)
+                - self.offset.unwrap_or(0) * 60;
+            let ms: i64 = format!("{:0<3}", self.frac)[..3].parse().unwrap();
+            secs * 1000 + ms
+        }
+    }
+
+    proptest! {
+        #![proptest_config(cases(256))]
+
+        #[test]
+        fn formatted_instants_parse_back(secs in prop_oneof![0..=LAST_4_DIGIT, 1_700_000_000u64..1_900_000_000]) {
+            let text = rfc3339_from_unix(secs);
+            prop_assert_eq!(text.len(), 20);
+            prop_assert_eq!(parse_rfc3339_ms(&text), Some(secs as i64 * 1000), "{}", text);
+        }
+
+        #[test]
+        fn years_past_9999_are_refused_not_wrapped(secs in (LAST_4_DIGIT + 1)..=u64::MAX) {
+            let text = rfc3339_from_unix(secs);
+            let year_digits = text.split('-').next().unwrap();
+            prop_assert!(year_digits.len() >= 5 && year_digits.bytes().all(|b| b.is_ascii_digit()), "{}", text);
+            prop_assert!(text.ends_with('Z'));
+            prop_assert_eq!(parse_rfc3339_ms(&text), None, "{}", text);
+            if let Some(t) = UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs)) {
+                prop_assert_eq!(bsd_syslog(t).len(), 15);
+                prop_assert_eq!(rfc3339(t), text);
+            }
+        }
+
+        #[test]
+        fn valid_fields_parse_to_the_day_by_day_calendar(f in fields()) {
+            let text = f.text();
+            prop_assert_eq!(parse_rfc3339_ms(&text), Some(f.millis()), "{}", text);
+            // Every shorter prefix has lost its zone (or more): refused.
+            for cut in 0..text.len() {
+                prop_assert_eq!(parse_rfc3339_ms(&text[..cut]), None, "{}", &text[..cut]);
+            }
+            // So is anything after the zone.
+            prop_assert_eq!(parse_rfc3339_ms(&format!("{text}0")), None);
+        }
+
+        #[test]
+        fn garbage_is_refused_without_a_panic_and_only_ascii_parses(
+            text in prop_oneof![
+                any::<String>(),
+                // A valid start with any tail: the zone is where odd bytes bite.
+                (fields(), "[0-9Zz+\\-:.é日 ]{0,8}").prop_map(|(f, tail)| {
+                    let t = f.text();
+                    format!("{}{tail}", &t[..19])
+                }),
+                // One character of a valid timestamp replaced by anything.
+                (fields(), any::<prop::sample::Index>(), any::<char>()).prop_map(|(f, i, c)| {
+                    let mut chars: Vec<char> = f.text().chars().collect();
+                    let i = i.index(chars.len());
+                    chars[i] = c;
+                    chars.into_iter().collect()
+                }),
+            ],
+        ) {
+            if let Some(ms) = parse_rfc3339_ms(&text) {
+                prop_assert!(text.is_ascii(), "{:?}", text);
+                // Within the years four digits can write, give or take a day of offset.
+                prop_assert!((-62_167_305_600_000..=253_402_387_199_999).contains(&ms), "{:?} {}", text, ms);
+            }
         }
     }
 }

@@ -1,13 +1,14 @@
 //! What every fuzz input must satisfy: no panic, no unbounded work, and the properties below,
 //! each of which a wrong parser or printer would break. Shared by the cargo-fuzz targets
 //! (fuzz_targets/) and by tests/fuzz_inputs.rs, which replays the seeds and every input a
-//! fuzzer ever found on each `cargo test`.
+//! fuzzer ever found on each `cargo test`, and feeds each check generated inputs (proptest).
+//! `rules` has no fuzz target yet: only the generated inputs drive it.
 
 use miniserde::json::{self, Value};
 use prefixd_fastnetmon::action::Action;
 use prefixd_fastnetmon::api::{EventReply, MitigationList, Reply};
 use prefixd_fastnetmon::notice::{Notice, RawDetails};
-use prefixd_fastnetmon::{deliver, details, envfile, pretty, spool::Entry};
+use prefixd_fastnetmon::{deliver, details, envfile, pretty, rules, spool::Entry};
 
 /// The env-file parser: a parsed value written back as a double-quoted assignment (escaping
 /// what the format escapes) parses to the same key and value.
@@ -47,14 +48,7 @@ pub fn details(data: &[u8]) {
             assert!(bps >= 0 && bps % 1_000_000 == 0, "{bps}");
         }
     }
-    let (n, _) =
-        Notice::parse("2001:db8::10", Some("incoming"), Some("1000"), Some("ban")).unwrap();
-    let received = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_795_830_000_000);
-    let raw = RawDetails {
-        text: text.clone(),
-        truncated: false,
-    };
-    let n = n.with_details(raw, received);
+    let n = ban("2001:db8::10", &text);
     assert_eq!(n.action, Action::Ban);
     // The spool's copy is the same notice.
     assert_eq!(Notice::from_entry(&n.entry()).as_ref(), Ok(&n));
@@ -74,6 +68,67 @@ pub fn details(data: &[u8]) {
         panic!("no raw_details: {sent}");
     };
     assert!(matches!(raw.get("raw"), Some(Value::String(r)) if *r == text));
+}
+
+/// FastNetMon's `ban` call for `ip` with these details, as the binary builds it.
+fn ban(ip: &str, text: &str) -> Notice {
+    let (n, _) = Notice::parse(ip, Some("incoming"), Some("1000"), Some("ban")).unwrap();
+    let received = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_795_830_000_000);
+    n.with_details(
+        RawDetails {
+            text: text.to_string(),
+            truncated: false,
+        },
+        received,
+    )
+}
+
+/// Custom vector rules over FastNetMon's details; the input is a rules file, a `---` line,
+/// then the details. A malformed file's errors each name the file and a line in it. A rules
+/// file that parses: the vector sent is the built-in one (a vector prefixd knows) when no rule
+/// matches, else that of the first rule that matches on its own, and the event carries it.
+pub fn rules(data: &[u8]) {
+    let input = String::from_utf8_lossy(data);
+    let (file, text) = input.split_once("\n---\n").unwrap_or((&input, ""));
+    let lines = file.lines().count().max(1);
+    let rules = match rules::parse("rules", file) {
+        Ok((rules, _)) => rules,
+        Err(errors) => {
+            for e in errors {
+                let n: usize = e
+                    .strip_prefix("rules:")
+                    .and_then(|r| r.split(':').next()?.parse().ok())
+                    .unwrap_or_else(|| panic!("{e}"));
+                assert!((1..=lines).contains(&n), "{e}");
+            }
+            return;
+        }
+    };
+    let n = ban("192.0.2.10", text);
+    let choice = deliver::choose_vector(&rules, &n, None);
+    assert!(rules::KNOWN_VECTORS.contains(&choice.builtin));
+    let parsed = details::parse(text);
+    let facts = rules::Facts {
+        details: &parsed,
+        text,
+        pps: n.pps,
+        mbps: details::mbps(&parsed, &n.direction),
+    };
+    let alone = rules
+        .iter()
+        .position(|r| rules::first_match(std::slice::from_ref(r), &facts).is_some());
+    match (&choice.rule, alone) {
+        (None, None) => assert_eq!(choice.vector, choice.builtin),
+        (Some(origin), Some(i)) => {
+            assert_eq!(*origin, rules[i].origin);
+            assert_eq!(choice.vector, rules[i].vector);
+        }
+        (chosen, first) => {
+            panic!("chose {chosen:?}, but the first rule that matches alone is {first:?}")
+        }
+    }
+    let event = deliver::ban_event(&n, false, &choice).unwrap();
+    assert_eq!(event.vector, choice.vector);
 }
 
 /// prefixd's replies, our spool files, the dry-run pretty-printer: a reply's snippet stays one
