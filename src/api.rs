@@ -116,6 +116,13 @@ pub struct Mitigation {
     pub victim_ip: Option<String>,
     /// Moves when a later ban extends the mitigation (`created_at` never does).
     pub updated_at: Option<String>,
+    /// When the TTL ends it unless a ban extends it (RFC 3339).
+    pub expires_at: Option<String>,
+    /// Set when withdrawn or expired.
+    pub withdrawn_at: Option<String>,
+    /// The playbook's words; once withdrawn `<identity>: <reason>` (v0.19.1: identity from the
+    /// credentials; v0.10.1: the operator_id). Expiry keeps the old reason.
+    pub reason: Option<String>,
 }
 
 #[derive(Serialize, Debug)]
@@ -481,6 +488,9 @@ pub enum Answer {
     Gone(Reply),
     /// 422 to `POST /v1/events` about its `vector` field: a vector this prefixd does not know.
     UnknownVector(Error),
+    /// 422 `guardrail violation: quota exceeded` to `POST /v1/events`: prefixd's limit of
+    /// active mitigations (per customer, POP or in all) is reached; waiting can change it.
+    QuotaExceeded(Error),
 }
 
 impl Answer {
@@ -495,6 +505,12 @@ impl Answer {
             // axum's extractor names the field it could not read: "vector: unknown variant …".
             (422, Events) if String::from_utf8_lossy(&reply.body).contains("vector") => {
                 Ok(Answer::UnknownVector(failure(what, &reply, api)))
+            }
+            (422, Events)
+                if String::from_utf8_lossy(&reply.body)
+                    .contains("guardrail violation: quota exceeded") =>
+            {
+                Ok(Answer::QuotaExceeded(failure(what, &reply, api)))
             }
             _ => Err(failure(what, &reply, api)),
         }
@@ -544,7 +560,7 @@ impl Client {
     /// active, a 2xx with a body it cannot read), as the error its status means.
     pub fn unexpected(&self, answer: Answer, what: &str) -> Error {
         match answer {
-            Answer::UnknownVector(e) => e,
+            Answer::UnknownVector(e) | Answer::QuotaExceeded(e) => e,
             Answer::Done(r) | Answer::AlreadyReceived(r) | Answer::Gone(r) => {
                 failure(what, &r, &self.base)
             }

@@ -144,6 +144,18 @@ pub const VARIABLES: &[Var] = &[
         "seconds after which a kept unban is dropped",
     ),
     var(
+        "PREFIXD_RENEW_BEFORE",
+        "90",
+        Kind::Seconds { zero_ok: false },
+        "renew a held victim's mitigation expiring within this",
+    ),
+    var(
+        "PREFIXD_RENEW_MAX",
+        "21600",
+        Kind::Seconds { zero_ok: true },
+        "stop renewing this long after the ban; 0: never renew",
+    ),
+    var(
         "PREFIXD_CONFIDENCE",
         "",
         Kind::Fraction,
@@ -217,6 +229,10 @@ pub struct Config {
     pub unban_max_age: Duration,
     /// node_exporter textfile (`PREFIXD_METRICS`); None: no metrics.
     pub metrics: Option<PathBuf>,
+    /// Renew a held victim's mitigation when it ends within this (PREFIXD_RENEW_BEFORE).
+    pub renew_before: Duration,
+    /// Stop renewing this long after FastNetMon's ban (PREFIXD_RENEW_MAX); zero: no leases.
+    pub renew_max: Duration,
     /// PREFIXD_CONFIDENCE: sent on every ban instead of README's table; None: the table.
     pub confidence: Option<f64>,
     /// Custom vector rules (`PREFIXD_VECTOR_RULES`), first match wins.
@@ -269,6 +285,8 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
     let spool = r.path("PREFIXD_SPOOL");
     let spool_max_age = r.seconds("PREFIXD_SPOOL_MAX_AGE");
     let unban_max_age = r.seconds("PREFIXD_UNBAN_MAX_AGE");
+    let renew_before = r.seconds("PREFIXD_RENEW_BEFORE");
+    let renew_max = r.seconds("PREFIXD_RENEW_MAX");
     let confidence = r.fraction("PREFIXD_CONFIDENCE");
     let rules_file = r.path("PREFIXD_VECTOR_RULES");
     let metrics = r.path("PREFIXD_METRICS");
@@ -312,6 +330,8 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
         spool_max_age,
         unban_max_age,
         metrics,
+        renew_before,
+        renew_max,
         confidence,
         rules,
         debug,

@@ -6,6 +6,7 @@ use crate::api::{
 };
 use crate::config::Config;
 use crate::error::Error;
+use crate::lease::Lease;
 use crate::log::Log;
 use crate::notice::Notice;
 use crate::rules::{self, Rule};
@@ -121,14 +122,12 @@ pub fn ban_event(notice: &Notice, replay: bool, choice: &VectorChoice) -> Result
 }
 
 /// What a delivered notice did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Delivered {
-    /// A ban that created or extended this mitigation.
-    Mitigated(String),
-    /// A ban prefixd recorded and mitigated nothing for (logged as a WARN with why).
-    Held,
-    /// An unban done, or a ban prefixd had received already (409) or answered unreadably.
-    Done,
+    /// A ban prefixd took, with the lease that keeps its victim held until the unban: its
+    /// `mitigation_id` when one was created or extended, its `waiting` when prefixd held it.
+    Ban(Box<Lease>),
+    Unban,
 }
 
 /// Sends the ban. A vector chosen by a custom rule that prefixd refuses (422: a vector it does
@@ -141,7 +140,39 @@ pub fn ban(
     replay: bool,
 ) -> Result<Delivered, Error> {
     let choice = choose_vector(&cfg.rules, notice, cfg.confidence);
-    match post_ban(client, log, notice, replay, &choice) {
+    let lease = |choice: &VectorChoice, event_id: String| Lease {
+        victim_ip: notice.victim_ip.to_string(),
+        direction: notice.direction.clone(),
+        vector: choice.vector.clone(),
+        confidence: choice.confidence,
+        pps: notice.pps,
+        bps: choice.bps,
+        banned_ms: notice.received_ms,
+        event_id,
+        mitigation_id: None,
+        expires_ms: None,
+        renewed_ms: None,
+        renewals: 0,
+        waiting: None,
+        quota: false,
+    };
+    let send = |choice: &VectorChoice| {
+        let mut tail = String::new();
+        if let Some(rule) = &choice.rule {
+            tail.push_str(&format!(" rule={rule}"));
+        }
+        if replay {
+            tail.push_str(&format!(
+                " (replayed from the spool, received {})",
+                time::rfc3339(notice.received())
+            ));
+        }
+        post_event(client, log, &choice.vector, &tail, || {
+            ban_event(notice, replay, choice)
+        })
+        .map(|(posted, event_id)| Delivered::Ban(Box::new(posted.lease(lease(choice, event_id)))))
+    };
+    match send(&choice) {
         // Only a 422 about the vector; a guardrail's 422 (safelist, quota) would refuse the
         // built-in vector just the same.
         Err(Refusal::Vector(_)) if choice.rule.is_some() && choice.vector != choice.builtin => {
@@ -156,9 +187,79 @@ pub fn ban(
                 rule: None,
                 ..choice.clone()
             };
-            post_ban(client, log, notice, replay, &builtin).map_err(Refusal::into_error)
+            send(&builtin).map_err(Refusal::into_error)
         }
         r => r.map_err(Refusal::into_error),
+    }
+}
+
+/// The ban of a held victim sent again (README "Leases"): a fresh `event_id`, the same victim,
+/// vector, confidence and figures, and small `raw_details` naming the ban it renews.
+pub fn renew(client: &Client, log: &Log, lease: &Lease, why: &str) -> Result<Posted, Error> {
+    let event = || {
+        let text = |s: &str| Value::String(s.to_string());
+        let mut raw = Object::new();
+        raw.insert("renewal_of".into(), text(&lease.event_id));
+        raw.insert(
+            "renewal".into(),
+            Value::Number(Number::U64(u64::from(lease.renewals) + 1)),
+        );
+        let banned = UNIX_EPOCH + std::time::Duration::from_millis(lease.banned_ms);
+        raw.insert("banned_at".into(), text(&time::rfc3339(banned)));
+        raw.insert("direction".into(), text(&lease.direction));
+        raw.insert("original_action".into(), text("ban"));
+        raw.insert("why".into(), text(why));
+        Ok(Event {
+            event_id: uuid::v4()
+                .map_err(|e| Error::Internal(format!("no randomness for event_id: {e}")))?,
+            timestamp: time::now(),
+            source: "fastnetmon".into(),
+            victim_ip: lease.victim_ip.clone(),
+            vector: lease.vector.clone(),
+            action: "ban".into(),
+            pps: lease.pps,
+            bps: lease.bps,
+            confidence: Some(lease.confidence),
+            raw_details: Value::Object(raw),
+        })
+    };
+    let tail = format!(
+        " (renewal {} of {}: {why})",
+        lease.renewals + 1,
+        lease.event_id
+    );
+    post_event(client, log, &lease.vector, &tail, event)
+        .map(|(posted, _)| posted)
+        .map_err(Refusal::into_error)
+}
+
+/// What prefixd did with one ban event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Posted {
+    /// Created or extended this mitigation.
+    Mitigated(String),
+    /// Recorded; nothing created or extended (why, in words).
+    Held(String),
+    /// Refused by prefixd's quota of active mitigations: waiting can change that.
+    Quota(String),
+    /// 409 (received already) or a 2xx whose body we could not read: delivered, mitigation
+    /// unknown.
+    Taken,
+}
+
+impl Posted {
+    /// `lease` as this answer leaves it.
+    pub fn lease(self, mut lease: Lease) -> Lease {
+        match self {
+            Posted::Mitigated(id) => lease.mitigation_id = Some(id),
+            Posted::Held(why) => lease.waiting = Some(why),
+            Posted::Quota(why) => {
+                lease.waiting = Some(why);
+                lease.quota = true;
+            }
+            Posted::Taken => {}
+        }
+        lease
     }
 }
 
@@ -176,18 +277,19 @@ impl Refusal {
     }
 }
 
-/// One ban, retried as `Client::request` does.
-fn post_ban(
+/// One ban event, retried as `Client::request` does (each attempt a fresh event from `make`);
+/// what prefixd did, and the `event_id` of the attempt it answered. `tail` ends the log line.
+fn post_event(
     client: &Client,
     log: &Log,
-    notice: &Notice,
-    replay: bool,
-    choice: &VectorChoice,
-) -> Result<Delivered, Refusal> {
+    vector: &str,
+    tail: &str,
+    mut make: impl FnMut() -> Result<Event, Error>,
+) -> Result<(Posted, String), Refusal> {
     // The log line of the last attempt; the event itself (details and all) is not kept.
     let mut sent: Option<(String, String)> = None;
     let answer = client.ask(log, Endpoint::Events, "POST", "/v1/events", || {
-        let event = ban_event(notice, replay, choice)?;
+        let event = make()?;
         let body = miniserde::json::to_string(&event);
         let what = format!(
             "ban {} vector={} pps={} bps={} confidence={} event_id={}",
@@ -195,22 +297,20 @@ fn post_ban(
             event.vector,
             opt(event.pps),
             opt(event.bps),
-            choice.confidence,
+            event.confidence.unwrap_or(0.0),
             event.event_id
         );
-        sent = Some((what, event.timestamp));
+        sent = Some((what, event.event_id));
         Ok(Some(body))
     });
-    let Some((mut what, timestamp)) = sent else {
-        return answer.map(|_| Delivered::Done).map_err(Refusal::Other);
+    let Some((mut what, event_id)) = sent else {
+        return match answer {
+            Ok(_) => Ok((Posted::Taken, String::new())),
+            Err(e) => Err(Refusal::Other(e)),
+        };
     };
-    if let Some(rule) = &choice.rule {
-        what.push_str(&format!(" rule={rule}"));
-    }
-    if replay {
-        what.push_str(&format!(" (replayed from the spool, received {timestamp})"));
-    }
-    match answer {
+    what.push_str(tail);
+    let posted = match answer {
         Ok(Answer::Done(reply)) => match reply.json::<EventReply>("POST /v1/events") {
             Ok(r) => {
                 let said = format!(
@@ -219,24 +319,23 @@ fn post_ban(
                     r.status.as_deref().unwrap_or("?"),
                     r.mitigation_id.as_deref().unwrap_or("none")
                 );
-                match r.outcome(&choice.vector) {
+                match r.outcome(vector) {
                     BanOutcome::Mitigated(id) => {
                         log.info(&said);
-                        Ok(Delivered::Mitigated(id))
+                        Posted::Mitigated(id)
                     }
                     BanOutcome::Held(why) => {
                         log.warn(&format!(
-                            "{said}: prefixd recorded the ban of {} but mitigated nothing yet: {why}",
-                            notice.victim_ip
+                            "{said}: prefixd recorded the ban but mitigated nothing yet: {why}"
                         ));
-                        Ok(Delivered::Held)
+                        Posted::Held(why)
                     }
                 }
             }
             // Delivered all the same: the status code is what prefixd promises.
             Err(e) => {
                 log.warn(&format!("{what} -> {} delivered; {e}", reply.status));
-                Ok(Delivered::Done)
+                Posted::Taken
             }
         },
         Ok(Answer::AlreadyReceived(reply)) => {
@@ -244,22 +343,29 @@ fn post_ban(
                 "{what} -> 409 already received: {}",
                 reply.snippet()
             ));
-            Ok(Delivered::Done)
+            Posted::Taken
+        }
+        Ok(Answer::QuotaExceeded(e)) => {
+            log.warn(&format!(
+                "{what} -> {e}: the victim stays held; --flush sends the ban again until prefixd takes it or FastNetMon unbans"
+            ));
+            Posted::Quota(e.to_string())
         }
         Ok(Answer::UnknownVector(e)) => {
             log.error(&format!("{what} -> {e}"));
-            Err(Refusal::Vector(e))
+            return Err(Refusal::Vector(e));
         }
         Ok(other) => {
             let e = client.unexpected(other, "POST /v1/events");
             log.error(&format!("{what} -> {e}"));
-            Err(Refusal::Other(e))
+            return Err(Refusal::Other(e));
         }
         Err(e) => {
             log.error(&format!("{what} -> {e}"));
-            Err(Refusal::Other(e))
+            return Err(Refusal::Other(e));
         }
-    }
+    };
+    Ok((posted, event_id))
 }
 
 fn opt(v: Option<i64>) -> String {

@@ -39,11 +39,36 @@ const BUCKETS: [f64; 11] = [
 ];
 const STATE: &str = ".metrics.state";
 
+/// What a renewal of a held victim did (README "Leases").
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Renewal {
+    /// prefixd extended the mitigation.
+    Extended,
+    /// The mitigation had ended (expired, withdrawn by another host, unknown): a new one.
+    Recreated,
+    /// Sent again and held by prefixd (correlation, quota).
+    Held,
+    /// The lease ended: PREFIXD_RENEW_MAX, a person's withdrawal, a refusal for good.
+    Ended,
+    /// Not looked at or not renewed this time (prefixd unreachable, the deadline).
+    Failed,
+}
+
+const RENEWALS: [(Renewal, &str); 5] = [
+    (Renewal::Extended, "extended"),
+    (Renewal::Recreated, "recreated"),
+    (Renewal::Held, "held"),
+    (Renewal::Ended, "ended"),
+    (Renewal::Failed, "failed"),
+];
+
 /// Running totals: this run's, or all runs' (the state file).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Totals {
     /// `[action][fate]`, in `ACTIONS` × `FATES` order.
     notices: [[u64; FATES.len()]; 2],
+    /// In `RENEWALS` order.
+    renewals: [u64; RENEWALS.len()],
     /// Per bucket (not cumulative), then everything above the last bound.
     buckets: [u64; BUCKETS.len() + 1],
     duration_sum: f64,
@@ -53,6 +78,7 @@ pub struct Totals {
 
 static RUN: Mutex<Totals> = Mutex::new(Totals {
     notices: [[0; FATES.len()]; 2],
+    renewals: [0; RENEWALS.len()],
     buckets: [0; BUCKETS.len() + 1],
     duration_sum: 0.0,
     last_delivery: None,
@@ -73,6 +99,12 @@ pub fn count(action: Action, fate: Fate) {
     if matches!(fate, Fate::Delivered | Fate::Held) {
         t.last_delivery = Some(unix_now());
     }
+}
+
+/// Counts one renewal's outcome.
+pub fn renewal(r: Renewal) {
+    let i = RENEWALS.iter().position(|(x, _)| *x == r).unwrap_or(0);
+    run().renewals[i] += 1;
 }
 
 /// Records how long one request to prefixd took (it answered).
@@ -100,6 +132,9 @@ impl Totals {
                 *n += o.notices[a][f];
             }
         }
+        for (i, n) in self.renewals.iter_mut().enumerate() {
+            *n += o.renewals[i];
+        }
         for (b, n) in self.buckets.iter_mut().enumerate() {
             *n += o.buckets[b];
         }
@@ -121,7 +156,12 @@ impl Totals {
             };
             let n = value.parse::<u64>().ok();
             let x = value.parse::<f64>().ok().filter(|x| x.is_finite());
-            if let Some((a, f)) = key.split_once('.') {
+            if let Some(r) = key.strip_prefix("renewal.") {
+                let i = RENEWALS.iter().position(|(_, s)| *s == r);
+                if let (Some(i), Some(n)) = (i, n) {
+                    t.renewals[i] = n;
+                }
+            } else if let Some((a, f)) = key.split_once('.') {
                 let a = ACTIONS.iter().position(|(_, s)| *s == a);
                 let f = FATES.iter().position(|(_, s)| *s == f);
                 if let (Some(a), Some(f), Some(n)) = (a, f, n) {
@@ -149,6 +189,9 @@ impl Totals {
             for (f, (_, fname)) in FATES.iter().enumerate() {
                 s.push_str(&format!("{an}.{fname} {}\n", self.notices[a][f]));
             }
+        }
+        for (i, (_, name)) in RENEWALS.iter().enumerate() {
+            s.push_str(&format!("renewal.{name} {}\n", self.renewals[i]));
         }
         for (i, n) in self.buckets.iter().enumerate() {
             s.push_str(&format!("bucket{i} {n}\n"));
@@ -182,7 +225,7 @@ pub fn spool_gauges(spool: Option<&Spool>) -> (usize, f64) {
 }
 
 /// Prometheus text exposition format, with HELP and TYPE lines.
-pub fn render(t: &Totals, spooled: usize, oldest_age: f64) -> String {
+pub fn render(t: &Totals, spooled: usize, oldest_age: f64, held: usize) -> String {
     let mut s = String::new();
     s.push_str("# HELP prefixd_fastnetmon_notices_total FastNetMon notices by action and what became of them (refused: prefixd said no for good; dropped: aged out or superseded in the spool; kept: written to the spool; held: prefixd recorded the ban and mitigated nothing).\n");
     s.push_str("# TYPE prefixd_fastnetmon_notices_total counter\n");
@@ -194,6 +237,17 @@ pub fn render(t: &Totals, spooled: usize, oldest_age: f64) -> String {
             ));
         }
     }
+    s.push_str("# HELP prefixd_fastnetmon_renewals_total Bans of held victims sent again by --flush, by what became of them (extended; recreated: the mitigation had ended; held: prefixd mitigated nothing; ended: the lease ended; failed: not renewed this time).\n");
+    s.push_str("# TYPE prefixd_fastnetmon_renewals_total counter\n");
+    for (i, (_, name)) in RENEWALS.iter().enumerate() {
+        s.push_str(&format!(
+            "prefixd_fastnetmon_renewals_total{{result=\"{name}\"}} {}\n",
+            t.renewals[i]
+        ));
+    }
+    s.push_str("# HELP prefixd_fastnetmon_held_victims Victims FastNetMon bans and we keep mitigated until its unban (leases).\n");
+    s.push_str("# TYPE prefixd_fastnetmon_held_victims gauge\n");
+    s.push_str(&format!("prefixd_fastnetmon_held_victims {held}\n"));
     s.push_str("# HELP prefixd_fastnetmon_spool_notices Notices waiting in the spool.\n");
     s.push_str("# TYPE prefixd_fastnetmon_spool_notices gauge\n");
     s.push_str(&format!("prefixd_fastnetmon_spool_notices {spooled}\n"));
@@ -270,7 +324,10 @@ pub fn publish(
     totals.add(&run());
     replace(&state, &totals.to_text()).map_err(|e| what(e, &state))?;
     let (spooled, oldest) = spool_gauges(spool);
-    replace(metrics, &render(&totals, spooled, oldest)).map_err(|e| what(e, metrics))?;
+    let held = spool_dir
+        .and_then(|d| crate::lease::all(d).ok())
+        .map_or(0, |l| l.len());
+    replace(metrics, &render(&totals, spooled, oldest, held)).map_err(|e| what(e, metrics))?;
     // Counted once: a second publish in this run adds nothing again.
     *run() = Totals::default();
     Ok(())
@@ -325,7 +382,7 @@ mod tests {
         t.buckets[0] = 1; // ≤ 5 ms
         t.buckets[7] = 2; // ≤ 1 s
         t.buckets[BUCKETS.len()] = 3; // > 10 s
-        let text = render(&t, 0, 0.0);
+        let text = render(&t, 0, 0.0, 0);
         assert!(
             text.contains("prefixd_fastnetmon_request_duration_seconds_bucket{le=\"0.005\"} 1\n")
         );

@@ -209,6 +209,13 @@ fn flush_spool(run: &Run) -> Result<(), Error> {
             report.skipped
         ));
     }
+    let r = &report.renewed;
+    if r.held > 0 {
+        line.push_str(&format!(
+            "; {} held victim(s): {} ban(s) sent again, {} lease(s) ended, {} not renewed this time, {} left for runs delivering them",
+            r.held, r.sent, r.ended, r.failed, r.skipped
+        ));
+    }
     log.info(&line);
     report.stopped.map_or(Ok(()), Err)
 }

@@ -8,6 +8,7 @@ use crate::api::Client;
 use crate::config::Config;
 use crate::deliver::{self, Delivered};
 use crate::error::Error;
+use crate::lease;
 use crate::log::Log;
 use crate::metrics::{self, Fate};
 use crate::notice::Notice;
@@ -40,14 +41,14 @@ pub fn keepable(e: &Error) -> bool {
 pub fn send(ctx: &Ctx, notice: &Notice, replay: bool) -> Result<Delivered, Error> {
     let unban = |lookups, not_after| {
         deliver::unban(ctx.client, ctx.cfg, ctx.log, notice, lookups, not_after)
-            .map(|()| Delivered::Done)
+            .map(|()| Delivered::Unban)
     };
     match notice.action {
         Action::Ban => deliver::ban(ctx.cfg, ctx.client, ctx.log, notice, replay),
         // The ban it might wait for is long delivered or dropped: one look.
         Action::Unban if replay => unban(1, Some(notice.received() + CLOCK_ALLOWANCE)),
         Action::Unban => unban(ctx.cfg.unban_query_retries, None),
-        Action::AttackDetails => Ok(Delivered::Done),
+        Action::AttackDetails => Ok(Delivered::Unban),
     }
 }
 
@@ -129,6 +130,9 @@ pub fn handle(
     pending.with(|slot| *slot = Some(entry.clone()));
     let (what, ip) = (entry.action, &entry.victim_ip);
     let spool = spool_or_why.as_ref().ok();
+    if let (Action::Unban, Some(s)) = (what, spool) {
+        end_lease(ctx, s.dir(), ip);
+    }
     // Runs for one victim take turns, so their order holds even while they retry.
     let turn = match spool.map(|s| s.lock_ip(ip, Some(ctx.deadline))) {
         Some(Ok(None)) => {
@@ -191,10 +195,17 @@ pub fn handle(
             }
         }
     }
+    if let (Action::Unban, Some(s), Some(_)) = (what, spool, &turn) {
+        // Under the lock now: a ban delivered while we waited for it may have written one.
+        end_lease(ctx, s.dir(), ip);
+    }
     let result = send(ctx, notice, false);
     match &result {
         Err(e) if keepable(e) => return Err(keep_pending(ctx, spool_or_why, pending, e.clone())),
-        Ok(d) => metrics::count(what, fate_of(d)),
+        Ok(d) => {
+            settle(ctx, spool, d, ip);
+            metrics::count(what, fate_of(d));
+        }
         Err(Error::Refused(_)) => metrics::count(what, Fate::Refused),
         Err(_) => {}
     }
@@ -205,8 +216,43 @@ pub fn handle(
 /// How the metrics count a delivery: a ban prefixd held is its own result.
 fn fate_of(d: &Delivered) -> Fate {
     match d {
-        Delivered::Held => Fate::Held,
-        Delivered::Mitigated(_) | Delivered::Done => Fate::Delivered,
+        Delivered::Ban(l) if l.mitigation_id.is_none() && l.waiting.is_some() => Fate::Held,
+        _ => Fate::Delivered,
+    }
+}
+
+/// FastNetMon's unban ends the victim's lease at once, before anything is sent or kept, so
+/// that no renewal races it; a run delivering it ends it again under the victim's lock (a ban
+/// delivered meanwhile may have written one).
+pub fn end_lease(ctx: &Ctx, dir: &Path, ip: &str) {
+    match lease::remove(dir, ip) {
+        Ok(true) => ctx
+            .log
+            .info(&format!("unban {ip}: lease ended: no more renewals")),
+        Ok(false) => {}
+        Err(e) => ctx.log.error(&format!(
+            "unban {ip}: lease {} could not be removed ({e}): it may be renewed until PREFIXD_RENEW_MAX",
+            lease::path(dir, ip).display()
+        )),
+    }
+}
+
+/// After a delivery, under the victim's lock: a ban's victim is held (its lease written).
+/// Without a spool, or with PREFIXD_RENEW_MAX=0, there are no leases.
+fn settle(ctx: &Ctx, spool: Option<&Spool>, d: &Delivered, ip: &str) {
+    let Some(spool) = spool else {
+        return;
+    };
+    match d {
+        Delivered::Ban(l) if !ctx.cfg.renew_max.is_zero() => {
+            if let Err(e) = lease::write(spool, l) {
+                ctx.log.warn(&format!(
+                    "ban {ip}: delivered, but its lease could not be written ({e}): not renewed"
+                ));
+            }
+        }
+        // An unban's lease was ended before it was sent, under the same lock.
+        Delivered::Ban(_) | Delivered::Unban => {}
     }
 }
 
@@ -226,6 +272,8 @@ pub struct FlushReport {
     pub skipped: usize,
     /// Why the first notice left was not delivered.
     pub stopped: Option<Error>,
+    /// What became of the held victims' renewals.
+    pub renewed: crate::renew::Renewed,
 }
 
 /// Delivers one victim's spooled notices in order, holding its lock. A notice that cannot go
@@ -299,12 +347,19 @@ fn deliver_victim(
                 crate::time::rfc3339(notice.received())
             ));
             remove(ctx, spool, path);
+            if what == Action::Unban {
+                end_lease(ctx, spool.dir(), ip);
+            }
             report.stale += 1;
             metrics::count(what, Fate::Dropped);
             continue;
         }
+        if what == Action::Unban {
+            end_lease(ctx, spool.dir(), ip);
+        }
         match send(ctx, &notice, !is_own) {
             Ok(d) => {
+                settle(ctx, Some(spool), &d, ip);
                 if let Err(e) = spool.remove(path) {
                     let e = Error::Internal(format!(
                         "{what} {ip} delivered, but {} could not be removed: {e}",
@@ -444,5 +499,7 @@ pub fn flush(ctx: &Ctx, spool: &Spool, wait: bool) -> Result<FlushReport, Error>
         }
     }
     spool.sync().map_err(io)?;
+    // The held victims, after the notices (an unban among them ends its victim's lease).
+    report.renewed = crate::renew::renew_all(ctx, spool);
     Ok(report)
 }

@@ -170,24 +170,34 @@ impl Spool {
             action: e.action,
             victim_ip: e.victim_ip.clone(),
         };
-        self.write(&self.dir.join(name.to_string()), e, true)
+        let text = miniserde::json::to_string(e);
+        self.write_text(&self.dir.join(name.to_string()), &text, true)
     }
 
     /// Rewrites a spooled notice in place (its attempts and last error), atomically.
     pub fn update(&self, path: &Path, e: &Entry) -> io::Result<Kept> {
-        self.write(path, e, false)
+        self.write_text(path, &miniserde::json::to_string(e), false)
     }
 
-    fn write(&self, path: &Path, e: &Entry, new: bool) -> io::Result<Kept> {
+    /// Writes `text` as the file at `path` in the spool: a temporary file, fsynced, renamed,
+    /// the directory fsynced. `new`: the name must not exist yet (a notice), and its
+    /// temporary file is one the sweep can put back; otherwise the file is replaced (a rewrite,
+    /// a lease) and a temporary file left by a killed run is only removed.
+    pub fn write_text(&self, path: &Path, text: &str, new: bool) -> io::Result<Kept> {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let tmp = self.dir.join(format!("{TMP}{name}"));
+        let tmp = match new {
+            true => self.dir.join(format!("{TMP}{name}")),
+            false => self.dir.join(format!("{TMP}{name}.{}", std::process::id())),
+        };
         let written = (|| {
             let mut f = OpenOptions::new()
                 .write(true)
-                .create_new(true)
+                .create_new(new)
+                .create(true)
+                .truncate(true)
                 .mode(0o600)
                 .open(&tmp)?;
-            f.write_all(miniserde::json::to_string(e).as_bytes())?;
+            f.write_all(text.as_bytes())?;
             f.sync_all()?;
             if new && path.exists() {
                 return Err(io::Error::new(io::ErrorKind::AlreadyExists, "name taken"));

@@ -61,6 +61,7 @@ pub fn report(cfg: &Config, verbose: bool) -> (String, bool) {
     }
     let waiting = oldest.is_some();
     let count = out.lines().count();
+    let held = held_victims(dir, now_ms);
     match oldest {
         Some(age) => out.push_str(&format!(
             "{count} notice(s) waiting in {}, oldest {}; ",
@@ -86,7 +87,60 @@ pub fn report(cfg: &Config, verbose: bool) -> (String, bool) {
         None if cfg.metrics.is_some() => out.push_str("no delivery recorded yet\n"),
         None => out.push_str("last delivery not recorded (set PREFIXD_METRICS)\n"),
     }
+    out.push_str(&held);
     (out, waiting)
+}
+
+/// The held victims (leases), soonest to end first: what `--flush` keeps mitigated until
+/// FastNetMon's unban.
+fn held_victims(dir: &std::path::Path, now_ms: u64) -> String {
+    let mut leases = match crate::lease::all(dir) {
+        Ok(l) => l,
+        Err(_) => return String::new(),
+    };
+    if leases.is_empty() {
+        return String::new();
+    }
+    leases.sort_by_key(|l| l.as_ref().map_or(0, |l| l.expires_ms.unwrap_or(0)));
+    let ago = |ms: u64| human(Duration::from_millis(now_ms.saturating_sub(ms)));
+    let mut out = format!(
+        "{} held victim(s), renewed by --flush until FastNetMon's unban:\n",
+        leases.len()
+    );
+    for l in &leases {
+        let l = match l {
+            Ok(l) => l,
+            Err(e) => {
+                out.push_str(&format!("held  {e}\n"));
+                continue;
+            }
+        };
+        let expires = match l.expires_ms {
+            Some(e) if e >= now_ms => {
+                format!("expires in {}", human(Duration::from_millis(e - now_ms)))
+            }
+            Some(_) => "expired at the last look".into(),
+            None => "expiry looked at next flush".into(),
+        };
+        let renewed = l.renewed_ms.map_or_else(
+            || "never renewed".into(),
+            |r| format!("renewed {} ago ({}x)", ago(r), l.renewals),
+        );
+        let state = match (&l.mitigation_id, &l.waiting) {
+            (_, Some(w)) if l.quota => format!("WAITING FOR QUOTA: {w}"),
+            (_, Some(w)) => format!("held by prefixd's correlation, nothing mitigated: {w}"),
+            (Some(id), None) => format!("mitigation {id}, {expires}"),
+            (None, None) => "mitigation not known yet".into(),
+        };
+        out.push_str(&format!(
+            "held  {:<15} {:>7}  {} {}  {state}; {renewed}\n",
+            l.victim_ip,
+            ago(l.banned_ms),
+            l.vector,
+            l.confidence
+        ));
+    }
+    out
 }
 
 /// `45s`, `4m12s`, `2h03m`, `3d04h`.

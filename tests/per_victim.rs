@@ -367,11 +367,17 @@ fn a_notice_whose_keeping_was_cut_short_is_recovered_by_the_next_flush() {
     assert_eq!(sb.run(&["--flush"], None).code, 0, "{}", sb.log());
     assert_eq!(srv.banned_ips(), ["192.0.2.70"]);
     assert!(sb.log().contains("recovered "), "{}", sb.log());
-    let left: Vec<_> = std::fs::read_dir(spool.dir())
+    let mut left: Vec<_> = std::fs::read_dir(spool.dir())
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(left, [".flush.lock"], "nothing else left over");
+    left.sort();
+    // The delivered ban's victim is held until its unban.
+    assert_eq!(
+        left,
+        [".flush.lock", "192.0.2.70.lease"],
+        "nothing else left over"
+    );
 }
 
 #[test]
@@ -403,9 +409,12 @@ fn unrelated_victims_are_delivered_side_by_side_and_leave_no_lock_files() {
     assert_eq!(got, want, "each once");
     // The old 64 shared lock stripes allowed at most 64 at a time.
     assert!(srv.max_in_flight() > 100, "{} at once", srv.max_in_flight());
+    // What stays is one lease per victim (each is held until its unban), no lock file.
     let left: Vec<_> = std::fs::read_dir(sb.dir.join("spool"))
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lease"))
         .collect();
     assert!(left.is_empty(), "no lock files pile up: {left:?}");
+    assert_eq!(sb.leases().len(), ips.len());
 }

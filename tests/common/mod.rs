@@ -94,12 +94,21 @@ impl Sandbox {
         v
     }
 
-    /// Makes every spooled notice `secs` older, as if FastNetMon had called that much earlier:
-    /// its recorded time (in the file and in its name) moves back. Tests age notices this way
-    /// instead of waiting for the clock.
+    /// Makes every spooled notice and every lease `secs` older, as if FastNetMon had called
+    /// that much earlier: a notice's recorded time (in the file and in its name), a lease's
+    /// `banned_ms`, move back. Tests age notices this way instead of waiting for the clock.
     pub fn backdate(&self, secs: f64) {
         use prefixd_fastnetmon::spool::{Entry, Name};
         let back = (secs * 1000.0) as u64;
+        for lease in self.leases() {
+            let path = self.dir.join("spool").join(format!("{lease}.lease"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let (head, rest) = text.split_once("\"banned_ms\":").unwrap();
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            let older = digits.parse::<u64>().unwrap() - back;
+            let text = format!("{head}\"banned_ms\":{older}{}", &rest[digits.len()..]);
+            std::fs::write(&path, text).unwrap();
+        }
         for name in self.spooled() {
             let path = self.dir.join("spool").join(&name);
             let text = std::fs::read_to_string(&path).unwrap();
@@ -111,6 +120,22 @@ impl Sandbox {
             std::fs::write(&to, miniserde::json::to_string(&entry)).unwrap();
             std::fs::remove_file(&path).unwrap();
         }
+    }
+
+    /// The held victims: the IPs of the leases in the spool directory, sorted.
+    pub fn leases(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.dir.join("spool"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        let n = e.file_name().to_string_lossy().into_owned();
+                        Some(n.strip_suffix(".lease")?.to_string()).filter(|n| !n.starts_with('.'))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
     }
 
     pub fn log(&self) -> String {
@@ -221,44 +246,29 @@ pub fn command(args: &[&str]) -> Command {
     c
 }
 
-/// A loopback port where nothing listens, and nothing can start listening while this is held:
-/// the local end of a connection we keep open. A connect to it is refused (no listener), and
-/// no other socket can bind it meanwhile (a bound port, unlike a port freed and then reused).
+/// A loopback port where nothing listens, and nothing else can listen: a socket bound to it
+/// that does not listen (a connect is refused). When prefixd comes back, the very same socket
+/// starts listening, so the port is never free in between for someone else to take.
 pub struct DeadPort {
     pub port: u16,
-    /// Dropped in this order: the far end closes first, so our end does not linger in
-    /// TIME_WAIT on the port when prefixd comes back there.
-    _held: (
-        std::net::TcpStream,
-        std::net::TcpStream,
-        std::net::TcpListener,
-    ),
+    socket: socket2::Socket,
 }
 
 impl DeadPort {
     /// prefixd comes back: the stand-in listens on this very port.
     pub fn revive(self, opts: server::Options) -> server::Server {
-        let addr = format!("127.0.0.1:{}", self.port);
-        drop(self);
-        // Our end of the held connection may take a moment to close (LAST_ACK); bounded.
-        for _ in 0..100 {
-            if std::net::TcpListener::bind(&addr).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        server::Server::bind(&addr, opts)
+        self.socket.listen(1024).expect("listen on the held port");
+        server::Server::on(self.socket.into(), opts)
     }
 }
 
 pub fn dead_port() -> DeadPort {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (server, _) = listener.accept().unwrap();
-    DeadPort {
-        port: client.local_addr().unwrap().port(),
-        _held: (server, client, listener),
-    }
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any.into()).unwrap();
+    let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+    DeadPort { port, socket }
 }
 
 /// This machine's name, as our withdrawal marker carries it.

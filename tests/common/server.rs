@@ -69,6 +69,10 @@ pub struct Mitigation {
     pub updated_at: String,
     /// As prefixd stores it: the playbook's words, then `<identity>: <reason>` once withdrawn.
     pub reason: String,
+    /// With a TTL: when it ends unless a ban extends it.
+    pub expires: Option<std::time::SystemTime>,
+    /// Every event_id that created or extended it, in order.
+    pub events: Vec<String>,
 }
 
 /// Which prefixd the stand-in is.
@@ -108,6 +112,8 @@ struct State {
     /// Rows per page at most (prefixd clamps `limit` to 1000).
     page_max: usize,
     bucket: Option<Bucket>,
+    ttl: Option<Duration>,
+    quota: Option<usize>,
     /// Tokens left and when they were counted.
     tokens: Mutex<Option<(f64, std::time::Instant)>>,
     rate_limited: AtomicUsize,
@@ -129,6 +135,12 @@ pub struct Options {
     pub page_max: usize,
     /// v0.19.1: the token bucket in front of every endpoint; None: no limit.
     pub bucket: Option<Bucket>,
+    /// The playbook's TTL: a mitigation expires this long after its last ban (prefixd's
+    /// reconciler, here checked whenever a mitigation is looked at); None: never.
+    pub ttl: Option<Duration>,
+    /// Active mitigations allowed at once (prefixd's per-customer quota, 5 by default; the
+    /// stand-in has one customer); None: no limit.
+    pub quota: Option<usize>,
 }
 
 impl Default for Options {
@@ -143,6 +155,8 @@ impl Default for Options {
             threshold: Some(0.5),
             page_max: 1000,
             bucket: None,
+            ttl: None,
+            quota: None,
         }
     }
 }
@@ -179,7 +193,11 @@ impl Server {
     }
 
     pub fn bind(addr: &str, opts: Options) -> Server {
-        let listener = TcpListener::bind(addr).expect("bind loopback");
+        Server::on(TcpListener::bind(addr).expect("bind loopback"), opts)
+    }
+
+    /// Serves on a listener the caller made.
+    pub fn on(listener: TcpListener, opts: Options) -> Server {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State {
             token: opts.token,
@@ -189,6 +207,8 @@ impl Server {
             threshold: opts.threshold,
             page_max: opts.page_max,
             bucket: opts.bucket,
+            ttl: opts.ttl,
+            quota: opts.quota,
             ..State::default()
         });
         let tls = opts.tls.then(|| {
@@ -329,8 +349,35 @@ impl Server {
             status: status.into(),
             updated_at: updated_at.into(),
             reason: format!("{vector} to unknown service (playbook: test)"),
+            expires: None,
+            events: Vec::new(),
         });
         id
+    }
+
+    /// A person withdraws a mitigation by hand (the dashboard, or the API with a token).
+    pub fn withdraw_by_hand(&self, id: &str, identity: &str, reason: &str) {
+        let mut ms = self.state.mitigations.lock().unwrap();
+        if let Some(m) = ms.iter_mut().find(|m| m.id == id) {
+            m.status = "withdrawn".into();
+            m.reason = format!("{identity}: {reason}");
+        }
+    }
+
+    /// The reconciler ends a mitigation now, as if its TTL had run out.
+    pub fn expire_now(&self, id: &str) {
+        let mut ms = self.state.mitigations.lock().unwrap();
+        if let Some(m) = ms.iter_mut().find(|m| m.id == id) {
+            m.status = "expired".into();
+            m.expires = Some(std::time::SystemTime::now());
+        }
+    }
+
+    /// Whether `ip` has an active mitigation now (its TTL counted).
+    pub fn active(&self, ip: &str) -> bool {
+        let mut ms = self.state.mitigations.lock().unwrap();
+        expire(&mut ms);
+        ms.iter().any(|m| m.victim_ip == ip && m.status == "active")
     }
 
     /// Answers given 429 (rate limited).
@@ -339,7 +386,9 @@ impl Server {
     }
 
     pub fn mitigations(&self) -> Vec<Mitigation> {
-        self.state.mitigations.lock().unwrap().clone()
+        let mut ms = self.state.mitigations.lock().unwrap();
+        expire(&mut ms);
+        ms.clone()
     }
 
     pub fn set_status(&self, id: &str, status: &str) {
@@ -562,17 +611,40 @@ fn mitigation_json(st: &State, m: &Mitigation) -> String {
         ""
     };
     format!(
-        r#"{{"mitigation_id":"{}","status":"{}","customer_id":null,"service_id":null,"pop":"test","victim_ip":"{}","vector":"{}","action_type":"discard","rate_bps":null,"dst_prefix":"{}/32","protocol":17,"dst_ports":[],"created_at":"2026-11-25T11:43:03.123456+00:00","updated_at":"{}","expires_at":"2026-11-25T11:53:03.123456+00:00","withdrawn_at":null,"triggering_event_id":"{}","last_event_id":"{}","scope_hash":"0123456789abcdef0123456789abcdef","reason":{}{extra}}}"#,
+        r#"{{"mitigation_id":"{}","status":"{}","customer_id":null,"service_id":null,"pop":"test","victim_ip":"{}","vector":"{}","action_type":"discard","rate_bps":null,"dst_prefix":"{}/32","protocol":17,"dst_ports":[],"created_at":"2026-11-25T11:43:03.123456+00:00","updated_at":"{}","expires_at":"{}","withdrawn_at":null,"triggering_event_id":"{}","last_event_id":"{}","scope_hash":"0123456789abcdef0123456789abcdef","reason":{}{extra}}}"#,
         m.id,
         m.status,
         m.victim_ip,
         m.vector,
         m.victim_ip,
         m.updated_at,
+        m.expires
+            // Without a TTL the stand-in's mitigations never end.
+            .map_or_else(|| "2099-01-01T00:00:00.000000+00:00".to_string(), stamp),
         m.id,
         m.id,
         json::to_string(&m.reason)
     )
+}
+
+/// prefixd's reconciler: an active mitigation past its `expires_at` is `expired`.
+fn expire(ms: &mut [Mitigation]) {
+    let now = std::time::SystemTime::now();
+    for m in ms.iter_mut() {
+        if m.status == "active" && m.expires.is_some_and(|e| e <= now) {
+            m.status = "expired".into();
+        }
+    }
+}
+
+/// RFC 3339 as prefixd writes it (`+00:00`, microseconds).
+fn stamp(t: std::time::SystemTime) -> String {
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    prefixd_fastnetmon::time::rfc3339_from_unix((ms / 1000) as u64)
+        .replace('Z', &format!(".{:03}000+00:00", ms % 1000))
 }
 
 impl State {
@@ -734,14 +806,28 @@ fn post_event(st: &State, req: &Recorded) -> (u16, String) {
         );
     }
     let mut ms = st.mitigations.lock().unwrap();
+    expire(&mut ms);
     let now = prefixd_fastnetmon::time::now().replace('Z', ".000000+00:00");
+    let until = st.ttl.map(|t| std::time::SystemTime::now() + t);
+    let active = ms.iter().filter(|m| m.status == "active").count();
     let existing = ms
         .iter_mut()
         .find(|m| m.victim_ip == ip && m.vector == vector && m.status == "active");
     let (status, id) = match existing {
         Some(m) => {
             m.updated_at = now;
+            m.expires = m.expires.max(until);
+            m.events.push(event_id.clone());
             ("extended", m.id.clone())
+        }
+        None if st.quota.is_some_and(|q| active >= q) => {
+            return (
+                422,
+                format!(
+                    r#"{{"error":"guardrail violation: quota exceeded: customer ({active}/{})"}}"#,
+                    st.quota.unwrap_or(0)
+                ),
+            );
         }
         None => {
             let id = format!("00000000-0000-4000-8000-{:012x}", ms.len() + 1);
@@ -752,6 +838,8 @@ fn post_event(st: &State, req: &Recorded) -> (u16, String) {
                 vector,
                 status: "active".into(),
                 updated_at: now,
+                expires: until,
+                events: vec![event_id.clone()],
             });
             ("accepted", id)
         }
@@ -780,7 +868,8 @@ fn list(st: &State, req: &Recorded) -> (u16, String) {
         .unwrap_or(100)
         .min(1000)
         .min(st.page_max);
-    let ms = st.mitigations.lock().unwrap();
+    let mut ms = st.mitigations.lock().unwrap();
+    expire(&mut ms);
     let matching: Vec<&Mitigation> = ms
         .iter()
         .rev()
@@ -839,7 +928,9 @@ fn get_one(st: &State, req: &Recorded, id: &str) -> (u16, String) {
     if !authorized(st, req) {
         return (401, String::new());
     }
-    match st.mitigations.lock().unwrap().iter().find(|m| m.id == id) {
+    let mut ms = st.mitigations.lock().unwrap();
+    expire(&mut ms);
+    match ms.iter().find(|m| m.id == id) {
         Some(m) => (200, mitigation_json(st, m)),
         None => (404, String::new()),
     }
@@ -888,6 +979,7 @@ fn withdraw(st: &State, req: &Recorded, id: &str) -> (u16, String) {
         return (400, String::new());
     }
     let mut ms = st.mitigations.lock().unwrap();
+    expire(&mut ms);
     match ms.iter_mut().find(|m| m.id == id) {
         None => (404, String::new()),
         Some(m) if m.status != "active" => (400, String::new()),

@@ -1,0 +1,149 @@
+//! Leases: a victim FastNetMon banned stays *held* until FastNetMon's unban, so that `--flush`
+//! can keep its mitigation alive past prefixd's TTL (prefixd ends a mitigation at its
+//! playbook's TTL unless another ban extends it: shared/prefixd-0.19.md §5). One file per
+//! victim in the spool directory, `<victim_ip>.lease`, written as notices are (temporary
+//! name → fsync → rename), so a crash leaves the old lease or the new one.
+
+use crate::spool::Spool;
+use miniserde::{Deserialize, Serialize};
+use std::io;
+use std::path::{Path, PathBuf};
+
+const SUFFIX: &str = ".lease";
+
+/// What a renewal sends again, and what became of the mitigation so far.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Lease {
+    pub victim_ip: String,
+    pub direction: String,
+    pub vector: String,
+    /// 0.0–1.0, as the ban sent it.
+    pub confidence: f64,
+    pub pps: Option<i64>,
+    pub bps: Option<i64>,
+    /// Milliseconds since the epoch when FastNetMon banned (its notice's time).
+    pub banned_ms: u64,
+    /// The `event_id` of the ban the lease renews.
+    pub event_id: String,
+    /// The mitigation prefixd created or extended; None while prefixd holds the ban.
+    pub mitigation_id: Option<String>,
+    /// When it ends unless renewed (ms since the epoch), as prefixd said at our last look;
+    /// None: look at the next flush.
+    pub expires_ms: Option<u64>,
+    /// Milliseconds since the epoch of the last renewal sent, if any.
+    pub renewed_ms: Option<u64>,
+    pub renewals: u32,
+    /// Why prefixd mitigates nothing for it yet (held by correlation, waiting for quota).
+    pub waiting: Option<String>,
+    /// Refused by prefixd's quota: sent again at each flush until it is taken.
+    pub quota: bool,
+}
+
+/// Where `victim_ip`'s lease lives.
+pub fn path(dir: &Path, victim_ip: &str) -> PathBuf {
+    dir.join(format!("{victim_ip}{SUFFIX}"))
+}
+
+/// Writes (or replaces) the victim's lease durably.
+pub fn write(spool: &Spool, lease: &Lease) -> io::Result<()> {
+    let p = path(spool.dir(), &lease.victim_ip);
+    spool
+        .write_text(&p, &miniserde::json::to_string(lease), false)
+        .map(|_| ())
+}
+
+/// The victim's lease; `Ok(None)` when it holds none.
+pub fn read(dir: &Path, victim_ip: &str) -> io::Result<Option<Lease>> {
+    read_path(&path(dir, victim_ip))
+}
+
+fn read_path(p: &Path) -> io::Result<Option<Lease>> {
+    match std::fs::read_to_string(p) {
+        Ok(text) => miniserde::json::from_str(&text)
+            .map(Some)
+            .map_err(|_| io::Error::other(format!("{} is not a lease", p.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Ends the victim's lease; `Ok(true)` if it held one.
+pub fn remove(dir: &Path, victim_ip: &str) -> io::Result<bool> {
+    match std::fs::remove_file(path(dir, victim_ip)) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every lease in the spool directory; unreadable ones are returned as errors naming them.
+pub fn all(dir: &Path) -> io::Result<Vec<Result<Lease, String>>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(SUFFIX) && !n.starts_with('.'))
+        })
+        .collect();
+    paths.sort();
+    Ok(paths
+        .iter()
+        .filter_map(|p| match read_path(p) {
+            Ok(Some(l)) => Some(Ok(l)),
+            // Ended while we listed.
+            Ok(None) => None,
+            Err(e) => Some(Err(e.to_string())),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_written_read_listed_and_ended() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::open(tmp.path()).unwrap();
+        let lease = Lease {
+            victim_ip: "2001:db8::10".into(),
+            direction: "incoming".into(),
+            vector: "udp_flood".into(),
+            confidence: 0.9,
+            pps: Some(1000),
+            bps: None,
+            banned_ms: 1_796_000_000_000,
+            event_id: "8182c3a0-5b20-4dac-91b9-30ecca53d81e".into(),
+            mitigation_id: Some("00000000-0000-4000-8000-000000000001".into()),
+            expires_ms: None,
+            renewed_ms: None,
+            renewals: 0,
+            waiting: None,
+            quota: false,
+        };
+        write(&spool, &lease).unwrap();
+        assert_eq!(
+            read(tmp.path(), "2001:db8::10").unwrap(),
+            Some(lease.clone())
+        );
+        let mut again = lease.clone();
+        again.renewals = 1;
+        write(&spool, &again).unwrap();
+        assert_eq!(all(tmp.path()).unwrap(), vec![Ok(again)]);
+        assert!(spool.list().unwrap().is_empty(), "a lease is not a notice");
+        std::fs::write(path(tmp.path(), "192.0.2.1"), "{").unwrap();
+        assert_eq!(
+            all(tmp.path())
+                .unwrap()
+                .iter()
+                .filter(|l| l.is_err())
+                .count(),
+            1
+        );
+        assert!(remove(tmp.path(), "2001:db8::10").unwrap());
+        assert!(!remove(tmp.path(), "2001:db8::10").unwrap());
+        assert_eq!(read(tmp.path(), "2001:db8::10").unwrap(), None);
+    }
+}

@@ -1,0 +1,344 @@
+//! Renewals: `--flush` keeps each held victim's mitigation alive for exactly as long as
+//! FastNetMon's ban. prefixd ends a mitigation at its playbook's TTL (120 s by default) unless
+//! another ban for the same scope extends it (shared/prefixd-0.19.md §5); FastNetMon calls us
+//! once per ban and once per unban, `ban_time` (1900 s) or more apart. So a held victim whose
+//! mitigation ends within PREFIXD_RENEW_BEFORE gets its ban sent again — never after the
+//! unban, never against a person's withdrawal, never past PREFIXD_RENEW_MAX.
+
+use crate::api::{Answer, Endpoint, Mitigation};
+use crate::deliver::{self, Posted};
+use crate::error::Error;
+use crate::lease::{self, Lease};
+use crate::metrics::{self, Renewal};
+use crate::outbox::Ctx;
+use crate::spool::Spool;
+use crate::time;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Renewals in flight at once: 1,000 held victims at 100 ms a request (a look and a ban
+/// each) take about 13 s, inside one 60-s timer period and the default deadline.
+const WORKERS: usize = 16;
+
+/// What one flush did with the held victims.
+#[derive(Debug, Default)]
+pub struct Renewed {
+    pub held: usize,
+    /// Bans sent again (extended, re-created, or still held by prefixd).
+    pub sent: usize,
+    /// Leases ended (PREFIXD_RENEW_MAX, a person's withdrawal, a refusal for good).
+    pub ended: usize,
+    /// Could not be looked at or renewed this time (prefixd unreachable, the deadline).
+    pub failed: usize,
+    /// A run was delivering for the victim, or its notices wait in the spool.
+    pub skipped: usize,
+}
+
+/// Renews what is due, `WORKERS` victims at a time, most urgent first, within the deadline.
+pub fn renew_all(ctx: &Ctx, spool: &Spool) -> Renewed {
+    let dir = spool.dir();
+    let mut leases = match lease::all(dir) {
+        Ok(l) => l,
+        Err(e) => {
+            ctx.log.error(&format!("leases in {}: {e}", dir.display()));
+            return Renewed::default();
+        }
+    };
+    let mut report = Renewed {
+        held: leases.len(),
+        ..Renewed::default()
+    };
+    leases.retain(|l| match l {
+        Ok(_) => true,
+        Err(e) => {
+            ctx.log.error(&format!("{e}; set aside"));
+            report.failed += 1;
+            false
+        }
+    });
+    if ctx.cfg.renew_max.is_zero() {
+        for l in leases.iter().flatten() {
+            let _ = lease::remove(dir, &l.victim_ip);
+        }
+        return report;
+    }
+    // Unknown expiry first (a look is due), then the soonest to end.
+    let mut ips: Vec<(u64, String)> = leases
+        .into_iter()
+        .flatten()
+        .map(|l| (l.expires_ms.unwrap_or(0), l.victim_ip))
+        .collect();
+    ips.sort();
+    let next = AtomicUsize::new(0);
+    let report = Mutex::new(report);
+    std::thread::scope(|scope| {
+        for _ in 0..WORKERS.min(ips.len()) {
+            scope.spawn(|| {
+                // A Spool of its own: one holds a counter that is not shared between threads.
+                let Ok(spool) = Spool::open(dir) else {
+                    return;
+                };
+                // Bounded: each turn takes one victim.
+                for _ in 0..ips.len() {
+                    let Some((_, ip)) = ips.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                        break;
+                    };
+                    let done = if ctx.client.remaining().is_zero() {
+                        Done::Failed
+                    } else {
+                        renew_one(ctx, &spool, ip)
+                    };
+                    let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
+                    match done {
+                        Done::NotDue => {}
+                        Done::Sent => r.sent += 1,
+                        Done::Ended => r.ended += 1,
+                        Done::Failed => r.failed += 1,
+                        Done::Skipped => r.skipped += 1,
+                    }
+                }
+            });
+        }
+    });
+    report.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
+enum Done {
+    NotDue,
+    Sent,
+    Ended,
+    Failed,
+    Skipped,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// One held victim, under its lock: look, and renew if due.
+fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str) -> Done {
+    let dir = spool.dir();
+    let Ok(Some(_turn)) = spool.lock_ip(ip, None) else {
+        ctx.log
+            .debug(&format!("{ip}: a run is delivering for it; renewed later"));
+        return Done::Skipped;
+    };
+    // In the per-victim order: after the notices that wait for it (an unban among them).
+    if spool.queue_of(ip).is_ok_and(|q| !q.is_empty()) {
+        return Done::Skipped;
+    }
+    // Read again under the lock: an unban may have ended it since the list.
+    let mut l = match lease::read(dir, ip) {
+        Ok(Some(l)) => l,
+        Ok(None) => return Done::NotDue,
+        Err(e) => {
+            ctx.log.error(&format!("lease of {ip}: {e}"));
+            return Done::Failed;
+        }
+    };
+    let now = now_ms();
+    let age_s = now.saturating_sub(l.banned_ms) / 1000;
+    if age_s > ctx.cfg.renew_max.as_secs() {
+        ctx.log.warn(&format!(
+            "lease of {ip} ended: banned {} ({age_s}s ago), longer than PREFIXD_RENEW_MAX ({}s) without FastNetMon's unban; its mitigation ends at prefixd's TTL",
+            time::rfc3339(UNIX_EPOCH + std::time::Duration::from_millis(l.banned_ms)),
+            ctx.cfg.renew_max.as_secs()
+        ));
+        end(ctx, dir, ip);
+        metrics::renewal(Renewal::Ended);
+        return Done::Ended;
+    }
+    let Some(id) = l.mitigation_id.clone() else {
+        // Held by prefixd, waiting for quota, or its mitigation unknown: the ban again.
+        let why = match &l.waiting {
+            Some(w) if l.quota => format!("waiting for prefixd's quota ({w})"),
+            Some(w) => format!("held by prefixd ({w})"),
+            None => "no mitigation known for it".to_string(),
+        };
+        return send(ctx, spool, &mut l, &why, now);
+    };
+    let renew_before_ms = u64::try_from(ctx.cfg.renew_before.as_millis()).unwrap_or(u64::MAX);
+    if l.expires_ms
+        .is_some_and(|e| e.saturating_sub(now) > renew_before_ms)
+    {
+        return Done::NotDue;
+    }
+    let m = match look(ctx, &id) {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            ctx.log.warn(&format!(
+                "mitigation {id} of {ip} is unknown to prefixd; FastNetMon still bans it: banned again"
+            ));
+            return send(
+                ctx,
+                spool,
+                &mut l,
+                "its mitigation is unknown to prefixd",
+                now,
+            );
+        }
+        Err(e) => {
+            ctx.log.warn(&format!(
+                "lease of {ip}: mitigation {id}: {e}; looked at again next flush"
+            ));
+            metrics::renewal(Renewal::Failed);
+            return Done::Failed;
+        }
+    };
+    let at = |t: &Option<String>| t.as_deref().and_then(time::parse_rfc3339_ms);
+    match m.status.as_deref().unwrap_or("") {
+        "pending" | "active" | "escalated" => {
+            let expires = at(&m.expires_at).and_then(|e| u64::try_from(e).ok());
+            if expires.is_some_and(|e| e.saturating_sub(now) > renew_before_ms) {
+                l.expires_ms = expires;
+                keep(ctx, spool, &l);
+                return Done::NotDue;
+            }
+            send(
+                ctx,
+                spool,
+                &mut l,
+                "its mitigation ends within PREFIXD_RENEW_BEFORE",
+                now,
+            )
+        }
+        "withdrawn" => {
+            let reason = m.reason.as_deref().unwrap_or("");
+            match deliver::marker_host(reason) {
+                Some(host) if host == deliver::hostname() => {
+                    ctx.log.info(&format!(
+                        "lease of {ip} ended: mitigation {id} was withdrawn by this host's unban"
+                    ));
+                    end(ctx, dir, ip);
+                    Done::Ended
+                }
+                Some(host) => {
+                    ctx.log.info(&format!(
+                        "mitigation {id} of {ip} was withdrawn by prefixd-fastnetmon on {host} (its FastNetMon saw the attack end); ours still bans: banned again"
+                    ));
+                    send(
+                        ctx,
+                        spool,
+                        &mut l,
+                        &format!("withdrawn by prefixd-fastnetmon on {host}"),
+                        now,
+                    )
+                }
+                None => {
+                    ctx.log.warn(&format!(
+                        "lease of {ip} ended: mitigation {id} was withdrawn by hand ({}); not brought back",
+                        crate::pretty::printable(reason, 200)
+                    ));
+                    end(ctx, dir, ip);
+                    metrics::renewal(Renewal::Ended);
+                    Done::Ended
+                }
+            }
+        }
+        status => {
+            // expired (the timer was late, prefixd was down), rejected, or anything newer.
+            let since = at(&m.withdrawn_at).or(at(&m.expires_at));
+            let uncovered = since.map_or_else(
+                || "for an unknown time".to_string(),
+                |t| {
+                    format!(
+                        "for {}s",
+                        now.saturating_sub(u64::try_from(t).unwrap_or(0)) / 1000
+                    )
+                },
+            );
+            ctx.log.warn(&format!(
+                "mitigation {id} of {ip} is {status} while FastNetMon still bans it: banned again; the victim was uncovered {uncovered}"
+            ));
+            send(
+                ctx,
+                spool,
+                &mut l,
+                &format!("its mitigation was {status}"),
+                now,
+            )
+        }
+    }
+}
+
+/// `GET /v1/mitigations/{id}`; None: unknown to prefixd.
+fn look(ctx: &Ctx, id: &str) -> Result<Option<Mitigation>, Error> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return Ok(None);
+    }
+    let what = format!("GET /v1/mitigations/{id}");
+    let path = format!("/v1/mitigations/{id}");
+    match ctx
+        .client
+        .ask(ctx.log, Endpoint::Mitigation, "GET", &path, || Ok(None))?
+    {
+        Answer::Gone(_) => Ok(None),
+        Answer::Done(reply) => reply.json(&what).map(Some).map_err(Error::NotDelivered),
+        other => Err(ctx.client.unexpected(other, &what)),
+    }
+}
+
+/// Sends the ban again and records what prefixd did.
+fn send(ctx: &Ctx, spool: &Spool, l: &mut Lease, why: &str, now: u64) -> Done {
+    let before = l.mitigation_id.clone();
+    match deliver::renew(ctx.client, ctx.log, l, why) {
+        Ok(posted) => {
+            metrics::renewal(match &posted {
+                Posted::Mitigated(id) if before.as_ref() == Some(id) => Renewal::Extended,
+                Posted::Mitigated(_) => Renewal::Recreated,
+                Posted::Held(_) | Posted::Quota(_) => Renewal::Held,
+                Posted::Taken => Renewal::Extended,
+            });
+            let taken = matches!(posted, Posted::Taken);
+            let mut next = posted.lease(Lease {
+                mitigation_id: None,
+                waiting: None,
+                quota: false,
+                expires_ms: None,
+                ..l.clone()
+            });
+            if taken {
+                next.mitigation_id = before;
+            }
+            next.renewed_ms = Some(now);
+            next.renewals = l.renewals.saturating_add(1);
+            *l = next;
+            keep(ctx, spool, l);
+            Done::Sent
+        }
+        Err(e @ Error::Refused(_)) => {
+            ctx.log.warn(&format!(
+                "lease of {} ended: prefixd refused its renewal for good ({e})",
+                l.victim_ip
+            ));
+            end(ctx, spool.dir(), &l.victim_ip);
+            metrics::renewal(Renewal::Ended);
+            Done::Ended
+        }
+        Err(e) => {
+            ctx.log.warn(&format!(
+                "renewal of {} not delivered ({e}); tried again next flush",
+                l.victim_ip
+            ));
+            metrics::renewal(Renewal::Failed);
+            Done::Failed
+        }
+    }
+}
+
+fn keep(ctx: &Ctx, spool: &Spool, l: &Lease) {
+    if let Err(e) = lease::write(spool, l) {
+        ctx.log
+            .warn(&format!("lease of {}: not written ({e})", l.victim_ip));
+    }
+}
+
+fn end(ctx: &Ctx, dir: &Path, ip: &str) {
+    if let Err(e) = lease::remove(dir, ip) {
+        ctx.log.error(&format!("lease of {ip}: not removed ({e})"));
+    }
+}
