@@ -75,8 +75,38 @@ impl EventReply {
 #[derive(Deserialize, Debug)]
 pub struct MitigationList {
     pub mitigations: Vec<Mitigation>,
-    pub next_cursor: Option<String>,
-    pub has_more: Option<bool>,
+    /// Read loosely (any JSON): a page whose cursor fields are odd still lists its rows.
+    pub next_cursor: Option<miniserde::json::Value>,
+    pub has_more: Option<miniserde::json::Value>,
+}
+
+/// Where a page of `GET /v1/mitigations` says the listing goes on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NextPage {
+    /// v0.10.1: no cursor fields.
+    Unpaged,
+    /// `has_more: false`.
+    Done,
+    /// `has_more: true` with this cursor.
+    Cursor(String),
+    /// `has_more` that is not `false` without a usable cursor: what, in words.
+    Broken(String),
+}
+
+impl MitigationList {
+    pub fn next_page(&self) -> NextPage {
+        use miniserde::json::Value;
+        match (&self.has_more, &self.next_cursor) {
+            (None, None) => NextPage::Unpaged,
+            (Some(Value::Bool(false)), _) | (None, Some(Value::Null)) => NextPage::Done,
+            (Some(Value::Bool(true)), Some(Value::String(c))) if !c.is_empty() => {
+                NextPage::Cursor(c.clone())
+            }
+            (Some(Value::Bool(true)), _) => NextPage::Broken("no cursor".into()),
+            (None, Some(_)) => NextPage::Broken("a cursor without has_more".into()),
+            (Some(_), _) => NextPage::Broken("has_more that is not true or false".into()),
+        }
+    }
 }
 
 /// `GET /v1/health` (public).
@@ -93,17 +123,22 @@ impl Health {
     pub fn generation(&self) -> &'static str {
         let version = self.version.as_deref().unwrap_or("");
         let mut parts = version.trim_start_matches('v').split('.');
-        let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        match (major, minor, version.is_empty()) {
-            (_, _, true) => "an unknown generation (no version given): spoken to as either",
-            (0, 0..=10, _) => "the v0.10 generation: offset pages, confidence ignored",
-            (0, 11..=13, _) => "the v0.11+ generation: cursor pages",
-            (0, 14..=18, _) => {
+        let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+        let minor = parts.next().and_then(|p| {
+            let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u32>().ok()
+        });
+        match (major, minor) {
+            (Some(0), Some(0..=10)) => "the v0.10 generation: offset pages, confidence ignored",
+            (Some(0), Some(11..=13)) => "the v0.11+ generation: cursor pages",
+            (Some(0), Some(14..=18)) => {
                 "the v0.14+ generation: cursor pages, correlation (confidence counts)"
             }
-            _ => {
+            (Some(0), Some(_)) => {
                 "the v0.19 generation: cursor pages, correlation (confidence counts), 429 with retry_after_seconds, withdraw identity from the token"
+            }
+            _ => {
+                "of a generation we do not know (its version does not read as 0.N): spoken to as either"
             }
         }
     }
@@ -111,7 +146,9 @@ impl Health {
 
 #[derive(Deserialize, Debug, Clone)]
 pub struct Mitigation {
-    pub mitigation_id: String,
+    /// Optional here so that one odd row does not hide the others; a row without it is
+    /// never acted on.
+    pub mitigation_id: Option<String>,
     pub status: Option<String>,
     pub victim_ip: Option<String>,
     /// Moves when a later ban extends the mitigation (`created_at` never does).
@@ -142,7 +179,7 @@ pub struct Reply {
 /// prefixd's 429 body, `{"error":"rate_limited","retry_after_seconds":N}` (v0.19.1).
 #[derive(Deserialize)]
 struct RateLimited {
-    retry_after_seconds: Option<u64>,
+    retry_after_seconds: Option<f64>,
 }
 
 /// Bodies are read up to this; prefixd's largest answer (1000 mitigations) is ~700 KiB.
@@ -165,13 +202,17 @@ impl Reply {
     }
 
     /// How long prefixd asks us to wait before the next request: `retry_after_seconds` from
-    /// the JSON body (prefixd v0.19.1), else `Retry-After` (a proxy), else 1 s; at most 60 s.
-    pub fn retry_after(&self) -> Duration {
+    /// the JSON body (prefixd v0.19.1), else `Retry-After` (a proxy); whole seconds, 1 to 60.
+    /// None: neither says a usable number.
+    pub fn retry_after(&self) -> Option<Duration> {
         let body = self
             .json::<RateLimited>("")
             .ok()
-            .and_then(|r| r.retry_after_seconds);
-        Duration::from_secs(body.or(self.retry_after_header).unwrap_or(1).clamp(1, 60))
+            .and_then(|r| r.retry_after_seconds)
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| s.ceil().min(60.0) as u64);
+        let secs = body.or(self.retry_after_header)?;
+        Some(Duration::from_secs(secs.clamp(1, 60)))
     }
 
     pub fn json<T: Deserialize>(&self, what: &str) -> Result<T, String> {
@@ -234,7 +275,9 @@ impl Client {
             // prefixd's headers are small; bodies stream through. Small buffers also keep a
             // carpet of a thousand concurrent runs small.
             .input_buffer_size(4 * 1024)
-            .output_buffer_size(4 * 1024)
+            // The request head: a v0.19 cursor (≤ 1 KiB, up to 3 KiB encoded) and a token
+            // (≤ 2 KiB) must fit.
+            .output_buffer_size(8 * 1024)
             .max_response_header_size(16 * 1024)
             .build();
         let resolver = LiteralFirst(ureq::unversioned::resolver::DefaultResolver::default());
@@ -361,10 +404,12 @@ impl Client {
                     rate_limited += 1;
                     last = format!("HTTP 429: {}", r.snippet());
                     let asked = r.retry_after();
-                    let said = format!(
-                        "{last}; prefixd asks to wait {}s (rate limited {rate_limited} time(s))",
-                        asked.as_secs()
-                    );
+                    let wait = match asked {
+                        Some(d) => format!("prefixd asks to wait {}s", d.as_secs()),
+                        None => "prefixd gave no wait we can read; 1s".into(),
+                    };
+                    let said = format!("{last}; {wait} (rate limited {rate_limited} time(s))");
+                    let asked = asked.unwrap_or(Duration::from_secs(1));
                     (rate_limited_wait(asked, rate_limited), said)
                 }
                 Ok(r) if !transient(r.status) => return Ok(r),
@@ -594,6 +639,92 @@ impl Client {
             },
             ureq::Error::BodyExceedsLimit(n) => format!("reply larger than {n} bytes"),
             other => other.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_429_says_how_long_to_wait_in_whole_seconds() {
+        let reply = |body: &str, header: Option<u64>| Reply {
+            status: 429,
+            body: body.as_bytes().to_vec(),
+            retry_after_header: header,
+        };
+        let secs = |r: Reply| r.retry_after().map(|d| d.as_secs());
+        let json = |v: &str| format!(r#"{{"error":"rate_limited","retry_after_seconds":{v}}}"#);
+        assert_eq!(secs(reply(&json("1"), None)), Some(1));
+        assert_eq!(secs(reply(&json("2.5"), None)), Some(3));
+        assert_eq!(secs(reply(&json("0"), None)), Some(1));
+        assert_eq!(secs(reply(&json("1e30"), None)), Some(60));
+        assert_eq!(
+            secs(reply(&json("-3"), Some(7))),
+            Some(7),
+            "the header then"
+        );
+        assert_eq!(secs(reply(&json(r#""4""#), None)), None);
+        assert_eq!(secs(reply("<html>429</html>", Some(2))), Some(2));
+        assert_eq!(secs(reply("", Some(86_400))), Some(60));
+        assert_eq!(secs(reply("", None)), None);
+    }
+
+    #[test]
+    fn a_page_says_where_the_listing_goes_on() {
+        let page = |tail: &str| {
+            miniserde::json::from_str::<MitigationList>(&format!(
+                r#"{{"mitigations":[],"count":0{tail}}}"#
+            ))
+            .unwrap()
+            .next_page()
+        };
+        assert_eq!(page(""), NextPage::Unpaged);
+        assert_eq!(
+            page(r#","next_cursor":null,"has_more":false"#),
+            NextPage::Done
+        );
+        assert_eq!(
+            page(r#","next_cursor":"c1","has_more":true"#),
+            NextPage::Cursor("c1".into())
+        );
+        for odd in [
+            r#","next_cursor":null,"has_more":true"#,
+            r#","next_cursor":"","has_more":true"#,
+            r#","next_cursor":5,"has_more":true"#,
+            r#","next_cursor":"c1","has_more":"true""#,
+            r#","next_cursor":"c1""#,
+        ] {
+            assert!(matches!(page(odd), NextPage::Broken(_)), "{odd}");
+        }
+    }
+
+    #[test]
+    fn the_generation_is_read_from_the_version() {
+        let g = |v: Option<&str>| {
+            Health {
+                status: None,
+                version: v.map(str::to_string),
+                auth_mode: None,
+            }
+            .generation()
+        };
+        assert!(g(Some("0.10.1")).starts_with("the v0.10 generation"));
+        assert!(g(Some("v0.12.0")).starts_with("the v0.11+ generation"));
+        assert!(g(Some("0.14.2-rc1")).starts_with("the v0.14+ generation"));
+        assert!(g(Some("0.19.1")).starts_with("the v0.19 generation"));
+        for unknown in [
+            None,
+            Some("garbage"),
+            Some("99999999999.1"),
+            Some("1.0.0"),
+            Some(""),
+        ] {
+            assert!(
+                g(unknown).starts_with("of a generation we do not know"),
+                "{unknown:?}"
+            );
         }
     }
 }

@@ -162,14 +162,19 @@ fn reach(client: &Client, has_token: bool, log: &Log, r: &mut Checklist) {
     let auth_mode = match health {
         Ok(h) => {
             let auth = h.auth_mode.clone().unwrap_or_else(|| "?".into());
+            // prefixd's words, printed: cut and without control characters.
+            let said = |v: &Option<String>, none: &str| {
+                crate::pretty::printable(v.as_deref().unwrap_or(none), 64)
+            };
+            let auth = crate::pretty::printable(&auth, 64);
             r.ok(format!(
                 "GET {url} -> 200 {} (prefixd {}, auth {auth}) in {took:.3}s",
-                h.status.as_deref().unwrap_or("?"),
-                h.version.as_deref().unwrap_or("?")
+                said(&h.status, "?"),
+                said(&h.version, "?")
             ));
             r.ok(format!(
                 "prefixd {} is {}; this client speaks to both generations",
-                h.version.as_deref().unwrap_or("(version not given)"),
+                said(&h.version, "(version not given)"),
                 h.generation()
             ));
             auth

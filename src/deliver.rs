@@ -2,7 +2,8 @@
 //! answer means for the operator (log line, exit code).
 
 use crate::api::{
-    Answer, BanOutcome, Client, Endpoint, Event, EventReply, Mitigation, MitigationList, Withdraw,
+    Answer, BanOutcome, Client, Endpoint, Event, EventReply, Mitigation, MitigationList, NextPage,
+    Withdraw,
 };
 use crate::config::Config;
 use crate::error::Error;
@@ -32,6 +33,9 @@ pub struct VectorChoice {
     pub confidence: f64,
     /// Which row of README "Confidence" gave it.
     pub confidence_basis: &'static str,
+    /// The confidence and its row had no rule matched: for the built-in vector, sent when
+    /// prefixd refuses the rule's.
+    pub builtin_confidence: (f64, &'static str),
 }
 
 /// The confidence table (README "Confidence"): how sure the ban is, by how its vector was
@@ -60,25 +64,27 @@ pub fn choose_vector(rules: &[Rule], notice: &Notice, fixed: Option<f64>) -> Vec
         parsed.attack_type.as_deref(),
         Some("syn_flood" | "udp_flood" | "icmp_flood" | "ack_flood")
     );
-    let (table, row) = if notice.direction == "other" {
-        (CONFIDENCE_MANUAL, "a manual ban through FastNetMon's API")
-    } else if rule.is_some() {
-        (CONFIDENCE_RULE, "a custom rule chose the vector")
-    } else if named {
-        (CONFIDENCE_NAMED, "FastNetMon named the attack")
-    } else if builtin != "unknown" {
-        (
-            CONFIDENCE_INFERRED,
-            "vector inferred from the protocol or TCP flags",
-        )
-    } else {
-        (CONFIDENCE_UNKNOWN, "a detected attack of unknown vector")
+    let row = |rule_matched: bool| {
+        if notice.direction == "other" {
+            (CONFIDENCE_MANUAL, "a manual ban through FastNetMon's API")
+        } else if rule_matched {
+            (CONFIDENCE_RULE, "a custom rule chose the vector")
+        } else if named {
+            (CONFIDENCE_NAMED, "FastNetMon named the attack")
+        } else if builtin != "unknown" {
+            (
+                CONFIDENCE_INFERRED,
+                "vector inferred from the protocol or TCP flags",
+            )
+        } else {
+            (CONFIDENCE_UNKNOWN, "a detected attack of unknown vector")
+        }
     };
-    let (confidence, confidence_basis) = match (rule.and_then(|r| r.confidence), fixed) {
-        (Some(c), _) => (c, "the rule's confidence="),
-        (None, Some(c)) => (c, "PREFIXD_CONFIDENCE"),
-        (None, None) => (table, row),
-    };
+    let fixed = fixed.map(|c| (c, "PREFIXD_CONFIDENCE"));
+    let rule_said = rule
+        .and_then(|r| r.confidence)
+        .map(|c| (c, "the rule's confidence="));
+    let (confidence, confidence_basis) = rule_said.or(fixed).unwrap_or_else(|| row(rule.is_some()));
     VectorChoice {
         vector: rule.map_or_else(|| builtin.to_string(), |r| r.vector.clone()),
         bps,
@@ -86,6 +92,7 @@ pub fn choose_vector(rules: &[Rule], notice: &Notice, fixed: Option<f64>) -> Vec
         builtin,
         confidence,
         confidence_basis,
+        builtin_confidence: fixed.unwrap_or_else(|| row(false)),
     }
 }
 
@@ -140,6 +147,7 @@ pub fn ban(
     replay: bool,
 ) -> Result<Delivered, Error> {
     let choice = choose_vector(&cfg.rules, notice, cfg.confidence);
+    let (vector_first, rule_first) = (choice.vector.clone(), choice.rule.clone());
     let lease = |choice: &VectorChoice, event_id: String| Lease {
         victim_ip: notice.victim_ip.to_string(),
         direction: notice.direction.clone(),
@@ -158,8 +166,13 @@ pub fn ban(
     };
     let send = |choice: &VectorChoice| {
         let mut tail = String::new();
-        if let Some(rule) = &choice.rule {
-            tail.push_str(&format!(" rule={rule}"));
+        match &choice.rule {
+            Some(rule) => tail.push_str(&format!(" rule={rule}")),
+            None if choice.vector != vector_first => tail.push_str(&format!(
+                " (built-in vector: prefixd refused {vector_first} from rule {})",
+                rule_first.as_deref().unwrap_or("?")
+            )),
+            None => {}
         }
         if replay {
             tail.push_str(&format!(
@@ -185,6 +198,8 @@ pub fn ban(
             let builtin = VectorChoice {
                 vector: choice.builtin.into(),
                 rule: None,
+                confidence: choice.builtin_confidence.0,
+                confidence_basis: choice.builtin_confidence.1,
                 ..choice.clone()
             };
             send(&builtin).map_err(Refusal::into_error)
@@ -460,20 +475,30 @@ pub fn unban(
     for _round in 0..MAX_PAGES {
         let (active, more) = loop {
             lookups += 1;
-            let (rows, more) = list_all(client, log, &ip)?;
-            let active: Vec<Mitigation> = rows
+            let listing = list_all(client, log, &ip)?;
+            if let Some(e) = listing.broken {
+                first_error.get_or_insert(e);
+            }
+            let active: Vec<(String, Mitigation)> = listing
+                .rows
                 .into_iter()
-                // Defensive: never act on a row that is not this victim's active mitigation,
-                // whatever filter the server applied.
-                .filter(|m| m.victim_ip.as_deref().is_none_or(|v| v == ip))
+                // Never act on a row that is not this victim's active mitigation, whatever
+                // filter the server applied or whatever it left out.
+                .filter(|m| m.victim_ip.as_deref() == Some(ip.as_str()))
                 .filter(|m| {
-                    m.status
-                        .as_deref()
-                        .is_none_or(|s| matches!(s, "pending" | "active" | "escalated"))
+                    matches!(
+                        m.status.as_deref(),
+                        Some("pending" | "active" | "escalated")
+                    )
                 })
+                .filter_map(|m| Some((m.mitigation_id.clone()?, m)))
                 .collect();
-            if !active.is_empty() || withdrawn + left_alone > 0 || lookups >= lookups_max {
-                break (active, more);
+            if !active.is_empty()
+                || withdrawn + left_alone > 0
+                || lookups >= lookups_max
+                || first_error.is_some()
+            {
+                break (active, listing.more);
             }
             // A ban still in flight may land in between, as with the script.
             if cfg.unban_query_delay >= client.remaining() {
@@ -485,23 +510,22 @@ pub fn unban(
             std::thread::sleep(cfg.unban_query_delay);
         };
         let mut eligible = Vec::new();
-        for m in active {
+        for (id, m) in active {
             let updated = m.updated_at.as_deref().and_then(time::parse_rfc3339_ms);
             match (cutoff_ms, updated) {
-                (None, _) => eligible.push(m.mitigation_id),
-                (Some(cut), Some(u)) if u <= cut => eligible.push(m.mitigation_id),
+                (None, _) => eligible.push(id),
+                (Some(cut), Some(u)) if u <= cut => eligible.push(id),
                 (Some(_), _) => {
                     left_alone += 1;
                     log.info(&format!(
-                        "unban {ip}: left mitigation {} alone: updated_at {} is later than {cutoff_text} (this replayed unban, plus the clock allowance)",
-                        m.mitigation_id,
+                        "unban {ip}: left mitigation {id} alone: updated_at {} is later than {cutoff_text} (this replayed unban, plus the clock allowance)",
                         m.updated_at.as_deref().unwrap_or("(none given)"),
                     ));
                 }
             }
         }
         if eligible.is_empty() {
-            if withdrawn + left_alone == 0 {
+            if withdrawn + left_alone == 0 && first_error.is_none() {
                 log.info(&format!(
                     "unban {ip} -> nothing to withdraw after {lookups} lookup(s)"
                 ));
@@ -527,26 +551,90 @@ pub fn unban(
     }
 }
 
-/// The victim's mitigations, every page: v0.19's cursor followed while `has_more` (never a
-/// cursor twice, at most `MAX_PAGES`, within the deadline). `true`: there may be more than
-/// was listed — a v0.10.1 page (no cursor) that came back full, to be looked at again once
-/// these are withdrawn.
-fn list_all(client: &Client, log: &Log, ip: &str) -> Result<(Vec<Mitigation>, bool), Error> {
+/// The victim's mitigations, every page. `more`: there may be more than was listed — a
+/// v0.10.1 page (no cursor) that came back full, to be looked at again once these are
+/// withdrawn. `broken`: a later page could not be had; what was listed is still withdrawn,
+/// and the unban is kept to be sent again.
+struct Listing {
+    rows: Vec<Mitigation>,
+    more: bool,
+    broken: Option<Error>,
+}
+
+/// Cursors longer than this are not followed: a request line must fit ureq's buffer.
+const MAX_CURSOR: usize = 1024;
+
+/// v0.19's cursor followed while `has_more` (never a cursor twice, never after an empty page,
+/// at most `MAX_PAGES`, within the deadline).
+fn list_all(client: &Client, log: &Log, ip: &str) -> Result<Listing, Error> {
     let mut rows: Vec<Mitigation> = Vec::new();
     let mut cursors = std::collections::HashSet::new();
     let mut path = lookup_path(ip);
-    for _ in 0..MAX_PAGES {
-        let page = lookup(client, log, ip, &path)?;
-        let full = page.mitigations.len() >= PAGE;
+    let stop = |rows: Vec<Mitigation>, why: String| {
+        log.warn(&format!(
+            "unban {ip}: {why}; withdrawing the {} listed, the rest end at their TTL",
+            rows.len()
+        ));
+        Ok(Listing {
+            rows,
+            more: false,
+            broken: None,
+        })
+    };
+    for page_no in 1..=MAX_PAGES {
+        let page = match lookup(client, log, ip, &path) {
+            Ok(p) => p,
+            Err(e) if page_no == 1 => return Err(e),
+            Err(e) => {
+                let listed = rows.len();
+                return Ok(Listing {
+                    rows,
+                    more: false,
+                    broken: Some(Error::NotDelivered(format!(
+                        "page {page_no} of the mitigations of {ip} could not be had ({e}); the {listed} listed before it were withdrawn"
+                    ))),
+                });
+            }
+        };
+        let next = page.next_page();
+        let count = page.mitigations.len();
         for m in page.mitigations {
             // A page that repeats adds nothing.
             if !rows.iter().any(|r| r.mitigation_id == m.mitigation_id) {
                 rows.push(m);
             }
         }
-        match (page.has_more, page.next_cursor) {
-            (None, _) => return Ok((rows, full)),
-            (Some(true), Some(c)) if !c.is_empty() && cursors.insert(c.clone()) => {
+        match next {
+            NextPage::Unpaged => {
+                return Ok(Listing {
+                    rows,
+                    more: count >= PAGE,
+                    broken: None,
+                });
+            }
+            NextPage::Done => {
+                return Ok(Listing {
+                    rows,
+                    more: false,
+                    broken: None,
+                });
+            }
+            NextPage::Broken(what) => {
+                return stop(
+                    rows,
+                    format!("prefixd said there are more mitigations but gave {what}"),
+                );
+            }
+            NextPage::Cursor(_) if count == 0 => {
+                return stop(rows, "prefixd gave an empty page with more to come".into());
+            }
+            NextPage::Cursor(c) if c.len() > MAX_CURSOR => {
+                return stop(rows, format!("prefixd gave a cursor of {} bytes", c.len()));
+            }
+            NextPage::Cursor(c) if !cursors.insert(c.clone()) => {
+                return stop(rows, "prefixd gave a repeated cursor".into());
+            }
+            NextPage::Cursor(c) => {
                 if client.remaining().is_zero() {
                     return Err(Error::NotDelivered(format!(
                         "deadline reached while listing the mitigations of {ip}"
@@ -554,21 +642,9 @@ fn list_all(client: &Client, log: &Log, ip: &str) -> Result<(Vec<Mitigation>, bo
                 }
                 path = page_path(ip, &c);
             }
-            (Some(true), c) => {
-                log.warn(&format!(
-                    "unban {ip}: prefixd said there are more mitigations but gave {} cursor; using the {} listed",
-                    if c.is_some_and(|c| !c.is_empty()) { "a repeated" } else { "no" },
-                    rows.len()
-                ));
-                return Ok((rows, false));
-            }
-            (Some(false), _) => return Ok((rows, false)),
         }
     }
-    log.warn(&format!(
-        "unban {ip}: stopped listing after {MAX_PAGES} pages; the rest at the next unban"
-    ));
-    Ok((rows, false))
+    stop(rows, format!("stopped listing after {MAX_PAGES} pages"))
 }
 
 fn lookup(client: &Client, log: &Log, ip: &str, path: &str) -> Result<MitigationList, Error> {

@@ -204,11 +204,30 @@ impl Log {
             .write_all(self.redact(text).as_bytes());
     }
 
+    /// The message with the token replaced, in every spelling a server or proxy may echo it
+    /// back in: as it is, percent-encoded (a URL), JSON-escaped (a body).
     pub fn redact(&self, msg: &str) -> String {
-        match &self.secret {
-            Some(s) => msg.replace(s.as_str(), "<redacted>"),
-            None => msg.to_string(),
+        let Some(secret) = &self.secret else {
+            return msg.to_string();
+        };
+        let percent: String = secret
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let json = miniserde::json::to_string(secret.as_str());
+        let json = json.trim_matches('"');
+        let mut out = msg.replace(secret.as_str(), "<redacted>");
+        for spelling in [percent.as_str(), json] {
+            if spelling != secret {
+                out = out.replace(spelling, "<redacted>");
+            }
         }
+        out
     }
 }
 
@@ -250,5 +269,21 @@ mod tests {
             log.format(Level::Warn, "lookup: 500")
                 .ends_with("WARN unban 192.0.2.1: lookup: 500\n")
         );
+    }
+
+    #[test]
+    fn a_token_echoed_encoded_is_redacted_too() {
+        let log = Log::open("-", false, Some(r#"s3cr3t-T0KEN+/="q\"#.into()));
+        for echoed in [
+            r#"s3cr3t-T0KEN+/="q\"#,
+            "s3cr3t-T0KEN%2B%2F%3D%22q%5C",
+            r#"s3cr3t-T0KEN+/=\"q\\"#,
+        ] {
+            assert_eq!(
+                log.redact(&format!("body: {{\"auth\":\"{echoed}\"}}")),
+                "body: {\"auth\":\"<redacted>\"}",
+                "{echoed}"
+            );
+        }
     }
 }

@@ -36,10 +36,15 @@ pub fn parse_url(s: &str) -> Result<String, String> {
     ))
 }
 
+/// A bearer token: printable ASCII without spaces, at most 2 KiB (it must fit the request
+/// head with a v0.19 cursor).
 pub fn parse_token(s: &str) -> Result<String, String> {
     let t = s.trim();
     if t.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
         return Err("holds characters that cannot go in an HTTP header".into());
+    }
+    if t.len() > 2048 {
+        return Err("longer than 2048 characters: not a bearer token we can send".into());
     }
     Ok(t.to_string())
 }

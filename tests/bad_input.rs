@@ -305,7 +305,7 @@ fn cases(sb_dir: &str) -> Vec<Case> {
             "429 then 202",
             &ban,
             0,
-            "HTTP 429: (empty body); prefixd asks to wait 1s",
+            "HTTP 429: (empty body); prefixd gave no wait we can read; 1s",
         )
         .status("POST /v1/events", 429, "")
         .sends(2),
@@ -361,7 +361,7 @@ fn cases(sb_dir: &str) -> Vec<Case> {
         .status(
             "GET /v1/mitigations?",
             200,
-            &list_of(r#"{"mitigation_id":"../../x","status":"active"}"#),
+            &list_of(r#"{"mitigation_id":"../../x","status":"active","victim_ip":"192.0.2.10"}"#),
         )
         .sends(1),
         case(
@@ -384,7 +384,7 @@ fn cases(sb_dir: &str) -> Vec<Case> {
                 "GET /v1/mitigations?",
                 200,
                 &list_of(&format!(
-                    r#"{{"mitigation_id":"{MITIGATION}","status":"active"}}"#
+                    r#"{{"mitigation_id":"{MITIGATION}","status":"active","victim_ip":"192.0.2.10"}}"#
                 )),
             )
             .status("POST /v1/mitigations/", 500, "")

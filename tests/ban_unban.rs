@@ -395,12 +395,19 @@ fn withdraw_answered_400_is_rechecked_and_counts_as_gone() {
         "GET /v1/mitigations?",
         200,
         &format!(
-            r#"{{"mitigations":[{{"mitigation_id":"{ghost}","status":"active"}}],"count":1}}"#
+            r#"{{"mitigations":[{{"mitigation_id":"{ghost}","status":"active","victim_ip":"192.0.2.10"}}],"count":1}}"#
         ),
     );
     assert_eq!(
         sb.run(&["192.0.2.10", "incoming", "0", "unban"], None).code,
         0,
+        "{}",
+        sb.log()
+    );
+    assert!(
+        sb.log().contains(&format!(
+            "mitigation {ghost} already gone (withdraw answered 404)"
+        )),
         "{}",
         sb.log()
     );

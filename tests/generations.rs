@@ -373,3 +373,79 @@ fn check_names_prefixd_s_version_and_generation() {
         );
     }
 }
+
+#[test]
+fn a_page_that_cannot_be_had_still_withdraws_what_was_listed_and_keeps_the_unban() {
+    let srv = Server::with(Options {
+        page_max: 10,
+        ..Options::of(Generation::V0_19_1)
+    });
+    for _ in 0..15 {
+        srv.add_mitigation("192.0.2.10", "udp_flood", "active");
+    }
+    srv.reply(
+        "GET /v1/mitigations?status=pending,active,escalated&victim_ip=192.0.2.10&limit=1000&cursor=",
+        400,
+        r#"{"error":"invalid cursor"}"#,
+    );
+    let sb = sandbox(&srv);
+    let r = sb.run(&["192.0.2.10", "incoming", "0", "unban"], None);
+    assert_eq!(r.code, 75, "{}", sb.log());
+    let active = |srv: &Server| {
+        srv.mitigations()
+            .iter()
+            .filter(|m| m.status == "active")
+            .count()
+    };
+    assert_eq!(active(&srv), 5, "the first page's ten were withdrawn");
+    assert_eq!(sb.spooled().len(), 1, "the unban is kept");
+    assert!(
+        sb.log()
+            .contains("page 2 of the mitigations of 192.0.2.10 could not be had"),
+        "{}",
+        sb.log()
+    );
+    // prefixd pages again: the kept unban withdraws the rest.
+    assert_eq!(sb.run(&["--flush"], None).code, 0, "{}", sb.log());
+    assert_eq!(active(&srv), 0);
+    assert!(sb.spooled().is_empty());
+}
+
+#[test]
+fn odd_cursors_end_the_listing_with_a_warning_not_a_loop() {
+    let srv = Server::with(Options::of(Generation::V0_19_1));
+    let id = srv.add_mitigation("192.0.2.10", "udp_flood", "active");
+    let row = format!(
+        r#"{{"mitigation_id":"{id}","status":"active","victim_ip":"192.0.2.10","updated_at":"2026-11-25T11:43:03.123456+00:00"}}"#
+    );
+    let long = "x".repeat(4000);
+    for (tail, says) in [
+        (
+            format!(r#""next_cursor":"{long}","has_more":true"#),
+            "a cursor of 4000 bytes",
+        ),
+        (
+            r#""next_cursor":null,"has_more":true"#.into(),
+            "gave no cursor",
+        ),
+        (
+            r#""next_cursor":"c","has_more":"true""#.into(),
+            "has_more that is not true or false",
+        ),
+    ] {
+        srv.set_status(&id, "active");
+        srv.clear();
+        srv.reply(
+            "GET /v1/mitigations?",
+            200,
+            &format!(r#"{{"mitigations":[{row},{{"mitigation_id":null,"status":"active"}}],"count":2,{tail}}}"#),
+        );
+        let sb = sandbox(&srv);
+        let r = sb.run(&["192.0.2.10", "incoming", "0", "unban"], None);
+        assert_eq!(r.code, 0, "{says}: {}", sb.log());
+        assert!(sb.log().contains(says), "{}", sb.log());
+        assert_eq!(srv.mitigations()[0].status, "withdrawn", "{says}");
+        // The row without an id is never acted on; one list request, one withdraw.
+        assert_eq!(srv.lines().len(), 2, "{says}: {:?}", srv.lines());
+    }
+}

@@ -2,6 +2,9 @@
 //! `make bench`. Loopback only; stops by itself after --seconds.
 //!
 //! usage: prefixd-stub [--port N] [--tls] [--token T] [--delay-ms N] [--seconds N] [--quiet]
+//!                     [--v0.19] [--ttl-seconds N] [--quota N]
+//! `--v0.19`: behave as prefixd v0.19.1 (correlation at 0.5, the 100/s token bucket, cursor
+//! pages); `--ttl-seconds`: mitigations expire unless a ban extends them.
 
 #[path = "server.rs"]
 mod server;
@@ -42,6 +45,31 @@ fn main() {
                     .unwrap_or_else(|_| fail("--seconds: not a number"))
             }
             "--quiet" => opts.log_stdout = false,
+            "--v0.19" => {
+                opts = server::Options {
+                    tls: opts.tls,
+                    token: opts.token.take(),
+                    delay: opts.delay,
+                    log_stdout: opts.log_stdout,
+                    ttl: opts.ttl,
+                    quota: opts.quota,
+                    ..server::Options::of(server::Generation::V0_19_1)
+                }
+            }
+            "--ttl-seconds" => {
+                opts.ttl = Some(Duration::from_secs(
+                    value()
+                        .parse()
+                        .unwrap_or_else(|_| fail("--ttl-seconds: not a number")),
+                ))
+            }
+            "--quota" => {
+                opts.quota = Some(
+                    value()
+                        .parse()
+                        .unwrap_or_else(|_| fail("--quota: not a number")),
+                )
+            }
             _ => fail(&format!("unknown argument {a}")),
         }
     }
