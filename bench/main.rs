@@ -625,4 +625,133 @@ fn main() {
             verdict(took <= Duration::from_secs(5))
         ),
     );
+
+    // 8: leases. A long ban's coverage, renewals at scale, what an idle flush pays.
+    leases(&bin, fixture);
+}
+
+/// Share of 250-ms samples, between FastNetMon's ban and its unban, at which the victim had an
+/// active mitigation: TTL/ban_time 120/1900 s scaled by 1/40 (3 s / 47.5 s), the flush timer
+/// (60 s → 1.5 s) and PREFIXD_RENEW_BEFORE (90 s → 2.25 s) with it. `renew`: false is the
+/// ban sent once (PREFIXD_RENEW_MAX=0, as before leases and as the bash script does).
+fn coverage(bin: &str, fixture: &Path, renew: bool) -> (f64, bool) {
+    let srv = Server::with(Options {
+        ttl: Some(Duration::from_secs(3)),
+        ..Options::of(Generation::V0_19_1)
+    });
+    let mut env = Env::new(if renew { "cover-renew" } else { "cover-once" }, &srv.url);
+    env.set("PREFIXD_RENEW_BEFORE", "2.25");
+    if !renew {
+        env.set("PREFIXD_RENEW_MAX", "0");
+    }
+    let ip = "203.0.113.99";
+    let _ = env
+        .cmd(bin, &[ip, "incoming", "1000", "ban"])
+        .stdin(File::open(fixture).unwrap())
+        .status();
+    let started = Instant::now();
+    let ban_time = Duration::from_millis(47_500);
+    let (mut samples, mut covered, mut next_flush) = (0u32, 0u32, Duration::from_millis(1500));
+    // Bounded: 190 samples of 250 ms.
+    while started.elapsed() < ban_time {
+        if started.elapsed() >= next_flush {
+            let _ = env.cmd(bin, &["--flush"]).status();
+            next_flush += Duration::from_millis(1500);
+        }
+        samples += 1;
+        covered += u32::from(srv.active(ip));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let _ = env.cmd(bin, &[ip, "incoming", "0", "unban"]).status();
+    let _ = env.cmd(bin, &["--flush"]).status();
+    (
+        f64::from(covered) / f64::from(samples) * 100.0,
+        !srv.active(ip),
+    )
+}
+
+/// One --flush renewing `n` held victims whose mitigations are due, prefixd answering each
+/// request in `delay`: wall time, and how many were renewed.
+fn renew_many(bin: &str, n: usize, delay: Duration) -> (Duration, usize) {
+    let srv = Server::with(Options {
+        delay,
+        ttl: Some(Duration::from_secs(600)),
+        ..Default::default()
+    });
+    let mut env = Env::new(&format!("renew{n}"), &srv.url);
+    env.set("PREFIXD_RENEW_BEFORE", "86400");
+    env.set("PREFIXD_DEADLINE", "120");
+    let spool = env.dir.join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    for i in 0..n {
+        let ip = format!("10.1.{}.{}", i / 250, i % 250 + 1);
+        let id = srv.add_mitigation(&ip, "udp_flood", "active");
+        // A lease as a delivered ban writes it.
+        let lease = format!(
+            r#"{{"victim_ip":"{ip}","direction":"incoming","vector":"udp_flood","confidence":0.9,"pps":1000,"bps":null,"banned_ms":{now},"event_id":"8182c3a0-5b20-4dac-91b9-{i:012x}","mitigation_id":"{id}","expires_ms":null,"renewed_ms":null,"renewals":0,"waiting":null,"quota":false}}"#
+        );
+        std::fs::write(spool.join(format!("{ip}.lease")), lease).unwrap();
+    }
+    let took = time(env.cmd(bin, &["--flush"]), None);
+    let renewed = srv
+        .mitigations()
+        .iter()
+        .filter(|m| !m.events.is_empty())
+        .count();
+    (took, renewed)
+}
+
+fn leases(bin: &str, fixture: &Path) {
+    let (once, renewed) = std::thread::scope(|s| {
+        let once = s.spawn(|| coverage(bin, fixture, false));
+        let renewed = s.spawn(|| coverage(bin, fixture, true));
+        (once.join().unwrap(), renewed.join().unwrap())
+    });
+    row(
+        "coverage of a long ban: TTL/ban_time 120/1900 s (scaled 1/40), timer 60 s",
+        format!("{:.1} % (ban sent once: {:.1} %)", renewed.0, once.0),
+        format!(
+            "active at every sample between ban and unban, none after {}; 100 % {}",
+            verdict(renewed.1),
+            verdict(renewed.0 >= 100.0)
+        ),
+    );
+    for (n, target) in [(200usize, 5u64), (1000, 60)] {
+        let (took, renewed) = renew_many(bin, n, Duration::from_millis(100));
+        row(
+            &format!("renewal: {n} held victims due, prefixd 100 ms per request, one --flush"),
+            format!("{:.2} s wall", took.as_secs_f64()),
+            format!(
+                "renewed {renewed}/{n} {}; ≤ {target} s {}",
+                verdict(renewed == n),
+                verdict(took <= Duration::from_secs(target))
+            ),
+        );
+    }
+    // An idle flush: no held victim, nothing spooled; with leases on and off.
+    let srv = Server::start();
+    let mut env = Env::new("idle", &srv.url);
+    let idle = |env: &Env| {
+        let mut t: Vec<Duration> = (0..30)
+            .map(|_| time(env.cmd(bin, &["--flush"]), None))
+            .collect();
+        median(&mut t)
+    };
+    let on = idle(&env);
+    env.set("PREFIXD_RENEW_MAX", "0");
+    let off = idle(&env);
+    row(
+        "idle --flush (no held victim, empty spool), median of 30",
+        format!("{} (leases off: {})", ms(on), ms(off)),
+        format!(
+            "requests sent {} {}; ratio {:.2}",
+            srv.requests().len(),
+            verdict(srv.requests().is_empty()),
+            on.as_secs_f64() / off.as_secs_f64()
+        ),
+    );
 }

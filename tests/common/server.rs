@@ -349,7 +349,7 @@ impl Server {
             status: status.into(),
             updated_at: updated_at.into(),
             reason: format!("{vector} to unknown service (playbook: test)"),
-            expires: None,
+            expires: self.state.ttl.map(|t| std::time::SystemTime::now() + t),
             events: Vec::new(),
         });
         id
