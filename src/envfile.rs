@@ -352,14 +352,7 @@ mod props {
     use super::*;
     use proptest::prelude::*;
 
-    /// Few cases by default so `cargo test` stays fast; `PROPTEST_CASES=100000` digs deeper.
-    fn cases(n: u32) -> ProptestConfig {
-        let n = std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(n);
-        ProptestConfig::with_cases(n)
-    }
+    use crate::proptest_cases as cases;
 
     #[derive(Debug, Clone)]
     enum Quoting {

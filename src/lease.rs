@@ -78,16 +78,7 @@ pub fn remove(dir: &Path, victim_ip: &str) -> io::Result<bool> {
 
 /// Every lease in the spool directory; unreadable ones are returned as errors naming them.
 pub fn all(dir: &Path) -> io::Result<Vec<Result<Lease, String>>> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(SUFFIX) && !n.starts_with('.'))
-        })
-        .collect();
-    paths.sort();
+    let paths = crate::spool::files_ending(dir, SUFFIX)?;
     Ok(paths
         .iter()
         .filter_map(|p| match read_path(p) {

@@ -29,3 +29,14 @@ mod tls;
 mod token;
 mod uuid;
 mod values;
+
+/// Few proptest cases by default so `cargo test` stays fast; `PROPTEST_CASES=100000` digs
+/// deeper. (tests/fuzz_inputs.rs, a crate of its own, keeps a copy.)
+#[cfg(test)]
+fn proptest_cases(n: u32) -> proptest::prelude::ProptestConfig {
+    let n = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(n);
+    proptest::prelude::ProptestConfig::with_cases(n)
+}

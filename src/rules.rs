@@ -553,14 +553,7 @@ mod props {
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
-    /// Few cases by default so `cargo test` stays fast; `PROPTEST_CASES=100000` digs deeper.
-    fn cases(n: u32) -> ProptestConfig {
-        let n = std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(n);
-        ProptestConfig::with_cases(n)
-    }
+    use crate::proptest_cases as cases;
 
     /// A condition as an operator might write it (before lower-casing).
     #[derive(Debug, Clone)]

@@ -122,17 +122,7 @@ impl Spool {
 
     /// The spooled notices, oldest first.
     pub fn list(&self) -> io::Result<Vec<PathBuf>> {
-        let mut names: Vec<PathBuf> = fs::read_dir(&self.dir)?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.ends_with(SUFFIX) && !n.starts_with('.'))
-            })
-            .collect();
-        names.sort();
-        Ok(names)
+        files_ending(&self.dir, SUFFIX)
     }
 
     /// The spooled notices of one victim, oldest first.
@@ -335,6 +325,22 @@ impl Spool {
             }
         }
     }
+}
+
+/// The files in `dir` whose names end in `suffix` (not hidden ones: temporary files, locks),
+/// sorted by name.
+pub fn files_ending(dir: &Path, suffix: &str) -> io::Result<Vec<PathBuf>> {
+    let mut names: Vec<PathBuf> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(suffix) && !n.starts_with('.'))
+        })
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 /// An exclusive lock on the file at `path` (created if missing), waited for until `until`

@@ -246,14 +246,7 @@ mod props {
     use super::*;
     use proptest::prelude::*;
 
-    /// Few cases by default so `cargo test` stays fast; `PROPTEST_CASES=100000` digs deeper.
-    fn cases(n: u32) -> ProptestConfig {
-        let n = std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(n);
-        ProptestConfig::with_cases(n)
-    }
+    use crate::proptest_cases as cases;
 
     /// 9999-12-31T23:59:59Z, the last instant four year digits can write.
     const LAST_4_DIGIT: u64 = 253_402_300_799;

@@ -246,13 +246,73 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// FastNetMon's bans of `ip` (not the renewals `--flush` sends for it).
 fn bans_for(srv: &Server, ip: &str) -> Vec<std::collections::BTreeMap<String, Value>> {
     srv.requests()
         .iter()
         .filter(|r| r.target == "/v1/events")
         .map(|r| r.json())
         .filter(|b| s(b.get("victim_ip")) == ip)
+        .filter(|b| !raw_details(b).contains_key("renewal_of"))
         .collect()
+}
+
+/// The log lines about leases and renewals, for a failure message.
+fn sb_log_lines(sb: &Sandbox) -> Vec<&'static str> {
+    let log: &'static str = Box::leak(sb.log().into_boxed_str());
+    log.lines()
+        .filter(|l| {
+            l.contains("renewal")
+                || l.contains("expired")
+                || l.contains("lease")
+                || l.contains("flush:")
+        })
+        .collect()
+}
+
+/// Samples, every 250 ms until `stop`, whether each victim between its first mitigation and
+/// its unban's withdrawal has an active mitigation; and after the withdrawal, that none came
+/// back. Returns (samples in a ban, of which covered, active after the unban, what each
+/// uncovered sample saw).
+fn sample_coverage(
+    srv: &Server,
+    victims: &[&str],
+    stop: &std::sync::atomic::AtomicBool,
+) -> (u32, u32, u32, Vec<String>) {
+    let (mut samples, mut covered, mut after) = (0, 0, 0);
+    let mut gaps = Vec::new();
+    let started = Instant::now();
+    // Bounded: phase 1 ends within two minutes.
+    for _ in 0..600 {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        let ms = srv.mitigations();
+        for v in victims {
+            let mine: Vec<_> = ms.iter().filter(|m| m.victim_ip == *v).collect();
+            let active = mine.iter().any(|m| m.status == "active");
+            match (
+                mine.is_empty(),
+                mine.iter().any(|m| m.status == "withdrawn"),
+            ) {
+                (true, _) => {}
+                (false, false) => {
+                    samples += 1;
+                    covered += u32::from(active);
+                    if !active {
+                        gaps.push(format!(
+                            "{v} at {:?}: {:?}",
+                            started.elapsed(),
+                            mine.iter().map(|m| m.status.as_str()).collect::<Vec<_>>()
+                        ));
+                    }
+                }
+                (false, true) => after += u32::from(active),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    (samples, covered, after, gaps)
 }
 
 fn withdrawn(srv: &Server, ip: &str) -> bool {
@@ -310,11 +370,17 @@ fn drives_the_binary_end_to_end(g: Generation) {
         Generation::V124 => server::Generation::V0_10_1,
         Generation::V129 => server::Generation::V0_19_1,
     };
-    let srv = Server::with(Options::of(prefixd));
+    // A TTL of 3 s against FastNetMon's ban_time of 10 s (and more while the flood lasts):
+    // only renewals keep a victim covered until its unban.
+    let srv = Server::with(Options {
+        ttl: Some(Duration::from_secs(3)),
+        ..Options::of(prefixd)
+    });
     let mut sb = Sandbox::new(&srv.url);
     sb.set("UNBAN_QUERY_RETRIES", "2")
         .set("PREFIXD_RETRIES", "2")
         .set("PREFIXD_DEADLINE", "8")
+        .set("PREFIXD_RENEW_BEFORE", "2")
         .set("PREFIXD_DEBUG", "1");
     let (fnm, _fnm_stdin) = start_fastnetmon(g, &sb, netflow_port);
 
@@ -358,12 +424,6 @@ fn drives_the_binary_end_to_end(g: Generation) {
             outgoing: false,
         },
     ];
-    let manual = fastnetmon_command(g, "fastnetmon_api_client")
-        .args(["ban", "203.0.113.30"])
-        .output();
-    let t0 = Instant::now();
-    let sent = send_floods(netflow_port, &floods, 8);
-    eprintln!("phase 1: {sent} NetFlow datagrams in {:?}", t0.elapsed());
     let victims = [
         "203.0.113.10",
         "203.0.113.11",
@@ -372,21 +432,67 @@ fn drives_the_binary_end_to_end(g: Generation) {
         "203.0.113.50",
         "203.0.113.51",
     ];
-    wait_for(
-        "a ban for every flooded victim",
-        Duration::from_secs(30),
-        || victims.iter().all(|v| !bans_for(&srv, v).is_empty()),
-    );
-    let banned_after = t0.elapsed();
-    wait_for(
-        "an unban for every flooded victim",
-        Duration::from_secs(90),
-        || victims.iter().all(|v| withdrawn(&srv, v)),
-    );
+    // The flush timer, every second, and a sampler of every victim's coverage, from before
+    // the first ban.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let t0 = Instant::now();
+    let ((samples, covered, after, gaps), (manual, banned_after)) = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| sample_coverage(&srv, &victims, &stop));
+        scope.spawn(|| {
+            for _ in 0..600 {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let _ = sb.run(&["--flush"], None);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        let ended = || stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let phase = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let manual = fastnetmon_command(g, "fastnetmon_api_client")
+                .args(["ban", "203.0.113.30"])
+                .output();
+            let sent = send_floods(netflow_port, &floods, 8);
+            eprintln!("phase 1: {sent} NetFlow datagrams in {:?}", t0.elapsed());
+            wait_for(
+                "a ban for every flooded victim",
+                Duration::from_secs(30),
+                || victims.iter().all(|v| !bans_for(&srv, v).is_empty()),
+            );
+            let banned_after = t0.elapsed();
+            wait_for(
+                "an unban for every flooded victim",
+                Duration::from_secs(90),
+                || victims.iter().all(|v| withdrawn(&srv, v)),
+            );
+            // A few more samples: nothing comes back after the unbans.
+            std::thread::sleep(Duration::from_secs(3));
+            (manual, banned_after)
+        }));
+        ended();
+        let coverage = sampler.join().unwrap();
+        match phase {
+            Ok(banned_after) => (coverage, banned_after),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    });
     eprintln!(
         "phase 1: all banned {banned_after:?}, all withdrawn {:?} after the floods began",
         t0.elapsed()
     );
+    eprintln!(
+        "{g:?}: coverage {:.1} % ({covered} of {samples} samples between ban and unban had an active mitigation; TTL 3 s, ban_time 10 s, flush every 1 s); active after the unban: {after}",
+        f64::from(covered) * 100.0 / f64::from(samples.max(1))
+    );
+    assert!(samples > 0);
+    let renewals: Vec<&str> = sb_log_lines(&sb);
+    assert_eq!(
+        covered,
+        samples,
+        "every sample between ban and unban covered; uncovered: {gaps:#?}\nrenewals:\n{}",
+        renewals.join("\n")
+    );
+    assert_eq!(after, 0, "no mitigation after the unban");
 
     for (victim, vector, direction) in [
         ("203.0.113.10", "udp_flood", "incoming"),

@@ -12,6 +12,14 @@ use std::time::{Duration, Instant};
 
 const IP: &str = "198.51.100.77";
 
+/// The stand-in as `generation`, its mitigations ending `ttl` seconds after their last ban.
+fn with_ttl(generation: Generation, ttl: u64) -> Server {
+    Server::with(Options {
+        ttl: Some(Duration::from_secs(ttl)),
+        ..Options::of(generation)
+    })
+}
+
 fn ban_args() -> [&'static str; 4] {
     [IP, "incoming", "187650", "ban"]
 }
@@ -52,10 +60,7 @@ fn the_same_mitigation_stays_active_across_20s_with_a_6s_ttl() {
         .into_iter()
         .map(|generation| {
             std::thread::spawn(move || {
-                let srv = Server::with(Options {
-                    ttl: Some(Duration::from_secs(6)),
-                    ..Options::of(generation)
-                });
+                let srv = with_ttl(generation, 6);
                 let sb = held(&srv, "4");
                 ban(&sb);
                 let id = srv.mitigations()[0].id.clone();
@@ -153,10 +158,7 @@ fn the_unban_ends_renewals_even_when_it_has_to_wait_in_the_spool() {
 #[test]
 fn an_operators_withdrawal_is_respected() {
     for generation in Generation::BOTH {
-        let srv = Server::with(Options {
-            ttl: Some(Duration::from_secs(60)),
-            ..Options::of(generation)
-        });
+        let srv = with_ttl(generation, 60);
         let sb = held(&srv, "86400");
         ban(&sb);
         let id = srv.mitigations()[0].id.clone();
@@ -182,10 +184,7 @@ fn an_operators_withdrawal_is_respected() {
 #[test]
 fn a_withdrawal_by_another_fastnetmon_host_is_not_a_persons_decision() {
     for generation in Generation::BOTH {
-        let srv = Server::with(Options {
-            ttl: Some(Duration::from_secs(60)),
-            ..Options::of(generation)
-        });
+        let srv = with_ttl(generation, 60);
         let sb = held(&srv, "86400");
         ban(&sb);
         let id = srv.mitigations()[0].id.clone();
@@ -208,10 +207,7 @@ fn a_withdrawal_by_another_fastnetmon_host_is_not_a_persons_decision() {
 #[test]
 fn an_expired_mitigation_is_created_again_at_once() {
     for generation in Generation::BOTH {
-        let srv = Server::with(Options {
-            ttl: Some(Duration::from_secs(60)),
-            ..Options::of(generation)
-        });
+        let srv = with_ttl(generation, 60);
         let sb = held(&srv, "30");
         ban(&sb);
         let first = srv.mitigations()[0].id.clone();
@@ -316,10 +312,7 @@ fn a_victim_refused_by_the_quota_is_mitigated_once_the_quota_frees() {
 
 #[test]
 fn a_refusal_waiting_cannot_change_ends_the_lease() {
-    let srv = Server::with(Options {
-        ttl: Some(Duration::from_secs(60)),
-        ..Options::of(Generation::V0_19_1)
-    });
+    let srv = with_ttl(Generation::V0_19_1, 60);
     let sb = held(&srv, "86400");
     ban(&sb);
     srv.always(
@@ -339,10 +332,7 @@ fn a_refusal_waiting_cannot_change_ends_the_lease() {
 
 #[test]
 fn status_lists_the_held_victims() {
-    let srv = Server::with(Options {
-        ttl: Some(Duration::from_secs(600)),
-        ..Options::of(Generation::V0_19_1)
-    });
+    let srv = with_ttl(Generation::V0_19_1, 600);
     let sb = held(&srv, "90");
     ban(&sb);
     flush(&sb);
