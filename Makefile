@@ -90,8 +90,8 @@ ZIGBUILD   := 0.24.1
 NIGHTLY    ?= nightly
 ZIG_ENV    := CARGO_ZIGBUILD_PYTHON_PATH=$(ZIGVENV)/bin/python3 \
               ZIG_GLOBAL_CACHE_DIR=$(CURDIR)/target/zig-cache CARGO_ZIGBUILD_CACHE_DIR=$(CURDIR)/target/zigbuild-cache \
-              CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C link-self-contained=no -C target-feature=+crt-static -Z location-detail=none -Z fmt-debug=shallow -A linker-messages" \
-              CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C link-self-contained=no -C target-feature=+crt-static -Z location-detail=none -Z fmt-debug=shallow -A linker-messages"
+              CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C link-self-contained=no -C force-unwind-tables=no -C target-feature=+crt-static -Z location-detail=none -Z fmt-debug=shallow -A linker-messages" \
+              CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C link-self-contained=no -C force-unwind-tables=no -C target-feature=+crt-static -Z location-detail=none -Z fmt-debug=shallow -A linker-messages"
 
 dist-deps:
 	@test -x $(ZIGVENV)/bin/python3 || python3 -m venv $(ZIGVENV)

@@ -367,7 +367,7 @@ impl Client {
         let status = resp.status().as_u16();
         let retry_after_header = resp
             .headers()
-            .get("retry-after")
+            .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
         // The status is prefixd's answer; a body cut short or too large does not undo it.

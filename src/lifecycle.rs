@@ -1,6 +1,7 @@
 //! The process around a run: the watchdog that ends it by its deadline (FastNetMon waits for
-//! us with no timeout of its own), and the detached `--flush` a successful run leaves behind
-//! so that the spool is delivered without keeping FastNetMon waiting.
+//! us with no timeout of its own), the keeper that saves the notice if a bug panics (release
+//! builds abort on panic), and the detached `--flush` a successful run leaves behind so that
+//! the spool is delivered without keeping FastNetMon waiting.
 
 use crate::config::{Config, Flags};
 use crate::error::Error;
@@ -49,6 +50,7 @@ pub fn flush_in_background(spool: &Spool, flags: &Flags, log: &Log) {
 pub fn start_watchdog(cfg: &Config, log: &Log, subject: String) -> Arc<Pending> {
     let pending = Arc::new(Pending::default());
     let slot = pending.clone();
+    let panic_subject = subject.clone();
     let (deadline, log_spec, token, spool) = (
         cfg.deadline,
         cfg.log.clone(),
@@ -77,5 +79,32 @@ pub fn start_watchdog(cfg: &Config, log: &Log, subject: String) -> Arc<Pending> 
             "no watchdog thread ({e}); the run is bounded by its requests' timeouts alone"
         ));
     }
+    keep_on_panic(cfg, panic_subject, pending.clone());
     pending
+}
+
+/// A panic is a bug; `panic = "abort"` would end the run with no word and lose the notice. So
+/// the panic hook says what happened in the log, keeps the notice on its way (if its slot is
+/// free: a keep already under way holds it), and exits 70 (EX_SOFTWARE).
+fn keep_on_panic(cfg: &Config, subject: String, pending: Arc<Pending>) {
+    let (log_spec, token, spool) = (cfg.log.clone(), cfg.token.clone(), cfg.spool.clone());
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let what = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let log = Log::open(&log_spec, false, token.clone()).about(subject.clone());
+        let e = Error::Internal(format!("a bug stopped this run: {what}"));
+        log.error(&e.to_string());
+        let code = match pending.try_take() {
+            Some(entry) => {
+                let _ = keep(&log, &open_spool(spool.as_deref()), &entry, e.clone());
+                e.exit_code()
+            }
+            None => e.exit_code(),
+        };
+        std::process::exit(i32::from(code));
+    }));
 }

@@ -70,6 +70,16 @@ impl Pending {
     pub fn with<R>(&self, f: impl FnOnce(&mut Option<Arc<Entry>>) -> R) -> R {
         f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
+
+    /// The notice, if it is waiting and nobody holds the slot (a panic inside a keep holds
+    /// it: then the keep was under way, and waiting for it would never end).
+    pub fn try_take(&self) -> Option<Arc<Entry>> {
+        match self.0.try_lock() {
+            Ok(mut slot) => slot.take(),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().take(),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
 }
 
 /// Writes the notice to the spool, with this failure as its latest. Returns the cause (its
@@ -128,6 +138,10 @@ pub fn handle(
     pending: &Pending,
 ) -> Result<(), Error> {
     pending.with(|slot| *slot = Some(entry.clone()));
+    // Debug builds only, for tests: a bug while the notice is on its way (lifecycle's keeper).
+    if cfg!(debug_assertions) && std::env::var_os("PREFIXD_TEST_PANIC").is_some() {
+        panic!("PREFIXD_TEST_PANIC is set");
+    }
     let (what, ip) = (entry.action, &entry.victim_ip);
     let spool = spool_or_why.as_ref().ok();
     if let (Action::Unban, Some(s)) = (what, spool) {

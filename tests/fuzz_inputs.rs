@@ -140,8 +140,87 @@ fn rules_file() -> impl Strategy<Value = String> {
     })
 }
 
+/// prefixd's answers as a server or a proxy might give them: its shapes with odd values
+/// (huge, negative, fractional numbers, non-ASCII, nulls, nesting), cut anywhere.
+fn answer_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let value = prop::sample::select(vec![
+        "null",
+        "true",
+        "\"true\"",
+        "0",
+        "-3",
+        "2.5",
+        "1e30",
+        "18446744073709551616",
+        "\"\"",
+        "\"accepted\"",
+        "\"extended\"",
+        "\"accepted_no_playbook\"",
+        "\"00000000-0000-4000-8000-000000000001\"",
+        "\"2026-11-30T02:00:00.123456+00:00\"",
+        "\"9999-12-31T23:59:59.999999999+23:59\"",
+        "\"2026-11-30T02:00:00日0Z\"",
+        "\"bearer-token: x [prefixd-fastnetmon@fnm-2 unban 192.0.2.1]\"",
+        "\"[prefixd-fastnetmon@ unban\"",
+        "\"0.19.1\"",
+        "\"v99999999999.1\"",
+        "{\"a\":[1,{\"b\":null}]}",
+        "[]",
+    ]);
+    let key = prop::sample::select(vec![
+        "status",
+        "mitigation_id",
+        "reason",
+        "retry_after_seconds",
+        "next_cursor",
+        "has_more",
+        "version",
+        "auth_mode",
+        "updated_at",
+        "expires_at",
+        "withdrawn_at",
+        "victim_ip",
+        "error",
+    ]);
+    let object = prop::collection::vec((key.clone(), value.clone()), 0..8).prop_map(|kv| {
+        let fields: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+        format!("{{{}}}", fields.join(","))
+    });
+    let list =
+        (prop::collection::vec(object.clone(), 0..4), object.clone()).prop_map(|(rows, tail)| {
+            let tail = tail
+                .trim_start_matches('{')
+                .trim_end_matches('}')
+                .to_string();
+            let sep = if tail.is_empty() { "" } else { "," };
+            format!(
+                "{{\"mitigations\":[{}],\"count\":{}{sep}{tail}}}",
+                rows.join(","),
+                rows.len()
+            )
+        });
+    (
+        prop_oneof![object, list],
+        any::<prop::sample::Index>(),
+        any::<bool>(),
+    )
+        .prop_map(|(text, cut, whole)| {
+            let b = text.into_bytes();
+            if whole {
+                b
+            } else {
+                b[..cut.index(b.len() + 1)].to_vec()
+            }
+        })
+}
+
 proptest! {
     #![proptest_config(cases(64))]
+
+    #[test]
+    fn generated_answers_pass_the_replies_checks(data in answer_bytes()) {
+        checks::replies(&data);
+    }
 
     #[test]
     fn generated_details_pass_the_details_checks(data in details_bytes()) {

@@ -370,3 +370,28 @@ fn concurrent_flushes_never_deliver_one_notice_twice() {
     assert_eq!(got.len(), 10, "{got:?}");
     assert!(sb.spooled().is_empty());
 }
+
+/// A bug that panics (release builds abort) still keeps the notice and says so: the panic hook
+/// logs it, keeps the notice on its way, and exits 70. The trigger exists in debug builds only.
+#[test]
+fn a_bug_that_panics_keeps_the_notice_and_says_so() {
+    if std::env::var_os("PFN_BIN").is_some() {
+        return; // the release binary has no trigger
+    }
+    let srv = Server::start();
+    let mut sb = Sandbox::new(&srv.url);
+    sb.set("PREFIXD_TEST_PANIC", "1");
+    let r = sb.run(&["192.0.2.10"], Some(ban_text("192.0.2.10").as_bytes()));
+    assert_eq!(r.code, 70, "{}", sb.log());
+    assert!(srv.requests().is_empty());
+    assert_eq!(sb.spooled().len(), 1);
+    let log = sb.log();
+    assert!(
+        log.contains("ERROR ban 192.0.2.10: internal error: a bug stopped this run: PREFIXD_TEST_PANIC is set")
+            && log.contains("ban 192.0.2.10 kept in the spool"),
+        "{log}"
+    );
+    sb.unset("PREFIXD_TEST_PANIC");
+    assert_eq!(sb.run(&["--flush"], None).code, 0);
+    assert_eq!(srv.banned_ips(), ["192.0.2.10"]);
+}

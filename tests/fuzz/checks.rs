@@ -6,7 +6,7 @@
 
 use miniserde::json::{self, Value};
 use prefixd_fastnetmon::action::Action;
-use prefixd_fastnetmon::api::{EventReply, MitigationList, Reply};
+use prefixd_fastnetmon::api::{BanOutcome, EventReply, Health, MitigationList, NextPage, Reply};
 use prefixd_fastnetmon::notice::{Notice, RawDetails};
 use prefixd_fastnetmon::{deliver, details, envfile, pretty, rules, spool::Entry};
 
@@ -148,9 +148,33 @@ pub fn replies(data: &[u8]) {
         );
     }
     if let Ok(r) = reply.json::<EventReply>("POST /v1/events") {
-        let _ = r.outcome("udp_flood");
+        // A mitigation only with an id prefixd gave; anything else is held, with words.
+        match r.outcome("udp_flood") {
+            BanOutcome::Mitigated(id) => assert_eq!(Some(&id), r.mitigation_id.as_ref()),
+            BanOutcome::Held(why) => assert!(!why.is_empty()),
+        }
     }
-    let _ = reply.json::<MitigationList>("GET /v1/mitigations");
+    if let Ok(list) = reply.json::<MitigationList>("GET /v1/mitigations") {
+        // A cursor is only followed when prefixd says there is more and gives one.
+        if let NextPage::Cursor(c) = list.next_page() {
+            assert!(!c.is_empty());
+            assert!(matches!(list.has_more, Some(Value::Bool(true))));
+        }
+        for m in &list.mitigations {
+            for t in [&m.updated_at, &m.expires_at, &m.withdrawn_at]
+                .into_iter()
+                .flatten()
+            {
+                let _ = prefixd_fastnetmon::time::parse_rfc3339_ms(t);
+            }
+            if let Some(host) = m.reason.as_deref().and_then(deliver::marker_host) {
+                assert!(!host.is_empty() && !host.contains(' '));
+            }
+        }
+    }
+    if let Ok(h) = reply.json::<Health>("GET /v1/health") {
+        let _ = h.generation();
+    }
     assert!(reply.snippet().chars().count() <= 301);
     let Ok(s) = std::str::from_utf8(data) else {
         return;
