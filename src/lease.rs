@@ -59,9 +59,12 @@ pub fn read(dir: &Path, victim_ip: &str) -> io::Result<Option<Lease>> {
 
 fn read_path(p: &Path) -> io::Result<Option<Lease>> {
     match std::fs::read_to_string(p) {
-        Ok(text) => miniserde::json::from_str(&text)
+        // Its victim names lock files: a bare IP address, nothing that could be a path.
+        Ok(text) => miniserde::json::from_str::<Lease>(&text)
+            .ok()
+            .filter(|l| l.victim_ip.parse::<std::net::IpAddr>().is_ok())
             .map(Some)
-            .map_err(|_| io::Error::other(format!("{} is not a lease", p.display()))),
+            .ok_or_else(|| io::Error::other(format!("{} is not a lease", p.display()))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -76,16 +79,16 @@ pub fn remove(dir: &Path, victim_ip: &str) -> io::Result<bool> {
     }
 }
 
-/// Every lease in the spool directory; unreadable ones are returned as errors naming them.
-pub fn all(dir: &Path) -> io::Result<Vec<Result<Lease, String>>> {
+/// Every lease in the spool directory; an unreadable one as its path.
+pub fn all(dir: &Path) -> io::Result<Vec<Result<Lease, PathBuf>>> {
     let paths = crate::spool::files_ending(dir, SUFFIX)?;
     Ok(paths
-        .iter()
-        .filter_map(|p| match read_path(p) {
+        .into_iter()
+        .filter_map(|p| match read_path(&p) {
             Ok(Some(l)) => Some(Ok(l)),
             // Ended while we listed.
             Ok(None) => None,
-            Err(e) => Some(Err(e.to_string())),
+            Err(_) => Some(Err(p)),
         })
         .collect())
 }

@@ -52,8 +52,17 @@ pub fn renew_all(ctx: &Ctx, spool: &Spool) -> Renewed {
     };
     leases.retain(|l| match l {
         Ok(_) => true,
-        Err(e) => {
-            ctx.log.error(&format!("{e}; set aside"));
+        Err(path) => {
+            match spool.quarantine(path) {
+                Ok(to) => ctx.log.error(&format!(
+                    "{} is not a lease; set aside as {}",
+                    path.display(),
+                    to.display()
+                )),
+                Err(e) => ctx
+                    .log
+                    .error(&format!("{} is not a lease ({e})", path.display())),
+            }
             report.failed += 1;
             false
         }

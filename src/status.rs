@@ -110,8 +110,8 @@ fn held_victims(dir: &std::path::Path, now_ms: u64) -> String {
     for l in &leases {
         let l = match l {
             Ok(l) => l,
-            Err(e) => {
-                out.push_str(&format!("held  {e}\n"));
+            Err(path) => {
+                out.push_str(&format!("held  {} is not a lease\n", path.display()));
                 continue;
             }
         };
