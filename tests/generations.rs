@@ -5,7 +5,7 @@
 mod common;
 
 use common::server::{Bucket, Generation, Options, Server};
-use common::{Sandbox, fixture, hostname, s};
+use common::{Sandbox, fixture, hostname, s, sample};
 use miniserde::json;
 use std::time::{Duration, Instant};
 
@@ -16,15 +16,6 @@ fn sandbox(srv: &Server) -> Sandbox {
     let mut sb = Sandbox::new(&srv.url);
     sb.set("PREFIXD_RETRIES", "1");
     sb
-}
-
-/// The value of one series in a metrics file.
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
-        .parse()
-        .unwrap()
 }
 
 #[test]

@@ -4,19 +4,10 @@
 
 mod common;
 
-use common::Sandbox;
 use common::server::{Behavior, Server};
+use common::{Sandbox, sample};
 
 const UDP: &[u8] = b"Attack type: udp_flood\nAttack protocol: udp\n";
-
-/// The value of one sample line (`name{labels} value`) in a metrics file.
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
-        .parse()
-        .unwrap()
-}
 
 fn notices(text: &str, action: &str, result: &str) -> f64 {
     sample(

@@ -279,6 +279,15 @@ pub fn hostname() -> String {
         .to_string()
 }
 
+/// The value of one sample line (`name{labels} value`) in a metrics file.
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
 /// The string value of a JSON field.
 pub fn s(v: Option<&miniserde::json::Value>) -> String {
     match v {
