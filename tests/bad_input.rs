@@ -76,10 +76,74 @@ fn cases(sb_dir: &str) -> Vec<Case> {
     let ban = ["192.0.2.10", "incoming", "1000", "ban"];
     let unban = ["192.0.2.10", "incoming", "1000", "unban"];
     let big_line = format!("PREFIXD_OPERATOR={}\n", "x".repeat(1024 * 1024));
+    // FastNetMon's details as it writes them into a refused call: far more than a pipe holds.
+    let details_300k = [UDP, &vec![b'x'; 300_000][..]].concat();
     let huge_file = "# padding\n".repeat(500_000);
     vec![
         // argv
         case("missing IP", &[], 64, "usage: missing IP").sends(0),
+        // Refused before the action is known, with FastNetMon writing 300 KB of details: the
+        // details are read (and thrown away), so FastNetMon's write does not fail.
+        case("no arguments, 300 KB on stdin", &[], 64, "usage: missing IP")
+            .stdin(details_300k.clone())
+            .sends(0),
+        case(
+            "unknown action, 300 KB on stdin",
+            &["192.0.2.10", "incoming", "90000", "partial_block"],
+            64,
+            "unknown ACTION \"partial_block\"",
+        )
+        .stdin(details_300k.clone())
+        .sends(0),
+        case(
+            "five arguments, 300 KB on stdin",
+            &["192.0.2.10", "incoming", "90000", "ban", "extra"],
+            64,
+            "too many arguments",
+        )
+        .stdin(details_300k.clone())
+        .sends(0),
+        case(
+            "unknown flag, 300 KB on stdin",
+            &["--force", "192.0.2.10", "incoming", "90000", "ban"],
+            64,
+            "unknown option --force",
+        )
+        .stdin(details_300k.clone())
+        .sends(0),
+        case(
+            "bad IP, 300 KB on stdin",
+            &["192.0.2.300", "incoming", "90000", "ban"],
+            64,
+            "is not a bare",
+        )
+        .stdin(details_300k.clone())
+        .sends(0),
+        case(
+            "dry run without IP, 300 KB on stdin",
+            &["--dry-run"],
+            64,
+            "usage: missing IP",
+        )
+        .stdin(details_300k.clone())
+        .sends(0),
+        case(
+            "attack_details, 300 KB on stdin",
+            &["192.0.2.10", "incoming", "90000", "attack_details"],
+            0,
+            "logged only, nothing sent",
+        )
+        .stdin(details_300k.clone())
+        .sends(0),
+        case(
+            "configuration error, 300 KB on stdin",
+            &ban,
+            78,
+            "PREFIXD_API=prefixd:8080 (from environment)",
+        )
+        .stdin(details_300k.clone())
+        .env("PREFIXD_API", "prefixd:8080")
+        .sends(0),
         case(
             "CIDR",
             &["192.0.2.10/32"],
@@ -450,6 +514,13 @@ fn bad_input_table() {
         if !r.stdout.is_empty() {
             wrong.push(format!("stdout not quiet: {:?}", r.stdout));
         }
+        // Whatever went wrong, FastNetMon's write of the details must not fail (an unban is
+        // given no stdin by FastNetMon, and never reads one).
+        if let Some(e) = &r.write_error
+            && !c.args.iter().any(|a| a == "unban")
+        {
+            wrong.push(format!("stdin not read: FastNetMon's write got {e}"));
+        }
         if !wrong.is_empty() {
             failures.push(format!(
                 "{}: {}\n   log: {}",
@@ -507,4 +578,35 @@ fn a_terminal_on_stdin_is_not_read() {
     assert!(text.contains("exit=0"), "{text}");
     assert_eq!(srv.requests().len(), 1);
     assert!(sb.log().contains("vector=unknown"), "{}", sb.log());
+}
+
+#[test]
+fn a_refused_call_waits_for_a_stdin_that_never_closes_only_briefly() {
+    // Whatever is refused before the action is known drains stdin for at most a couple of
+    // seconds (a stdin inherited from elsewhere may never close); an unban never reads it.
+    let srv = Server::start();
+    let sb = Sandbox::new(&srv.url);
+    for (args, code, at_most) in [
+        (
+            &["192.0.2.10", "incoming", "5", "partial_block"][..],
+            64,
+            5.0,
+        ),
+        (
+            &["192.0.2.10", "incoming", "5", "unban", "extra"][..],
+            64,
+            5.0,
+        ),
+        (&[][..], 64, 5.0),
+        (&["192.0.2.300", "incoming", "5", "unban"][..], 64, 1.5),
+    ] {
+        let r = sb.run_with_open_stdin(args);
+        assert_eq!(r.code, code, "{args:?}: {}", sb.log());
+        assert!(
+            r.took.as_secs_f64() < at_most,
+            "{args:?} took {:?} with stdin open",
+            r.took
+        );
+    }
+    assert!(srv.requests().is_empty());
 }
