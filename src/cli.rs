@@ -70,6 +70,15 @@ pub fn help() -> String {
         let default = if v.default.is_empty() { "-" } else { v.default };
         h.push_str(&format!("  {:<27} {default:<32} {}\n", v.name, v.help));
     }
+    let stops: Vec<&str> = crate::config::VARIABLES
+        .iter()
+        .filter(|v| v.if_bad == crate::config::IfBad::Stops)
+        .map(|v| v.name)
+        .collect();
+    h.push_str(&format!(
+        "A bad value falls back to its default with a WARN, and the call goes on, except for\n{} (configuration error, 78).\n",
+        stops.join(", ")
+    ));
     h.push_str(
         "
 DIRECTION defaults to incoming, PPS to 0, ACTION to ban (ban | unban | attack_details).

@@ -57,7 +57,8 @@ fn main() -> ExitCode {
         cfg.token.clone(),
     )
     .about(subject.clone());
-    for w in &loaded.warnings {
+    // Bad tuning values were replaced by their defaults: said on every run, which goes on.
+    for w in loaded.warnings.iter().chain(&loaded.fallbacks) {
         log.warn(w);
     }
     log.debug(&format!(

@@ -102,7 +102,18 @@ fn notify_or_dry_run(
         return Ok(());
     }
     let Some(pending) = pending else {
-        log.stdout(&deliver::dry_run(cfg, &notice)?);
+        // As a real run: a configuration error sends nothing; a bad tuning value is replaced by
+        // its default, said above the request it shaped.
+        if let Some(e) = config_errors(loaded, log) {
+            log.error("a real run sends nothing and keeps the notice in the spool (exit 78)");
+            return Err(e);
+        }
+        let mut out = String::new();
+        for f in &loaded.fallbacks {
+            out.push_str(&format!("# WARN {f}\n"));
+        }
+        out.push_str(&deliver::dry_run(cfg, &notice)?);
+        log.stdout(&out);
         return Ok(());
     };
     let entry = Arc::new(notice.entry());

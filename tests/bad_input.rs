@@ -11,6 +11,8 @@ use std::time::Duration;
 
 const UDP: &[u8] = b"Attack type: udp_flood\nAttack protocol: udp\n";
 const MITIGATION: &str = "00000000-0000-4000-8000-0000000000aa";
+/// A lookup that finds nothing active.
+const NONE: &str = r#"{"mitigations":[],"count":0}"#;
 
 struct Case {
     name: &'static str,
@@ -278,16 +280,154 @@ fn cases(sb_dir: &str) -> Vec<Case> {
         .env("PREFIXD_API", "prefixd:8080")
         .sends(0),
         case(
-            "zero deadline",
+            "named env file missing",
             &ban,
             78,
-            "PREFIXD_DEADLINE=0 (from environment)",
+            "env file /nonexistent/prefixd: no such file",
+        )
+        .env("PREFIXD_ENV_FILE", "/nonexistent/prefixd")
+        .sends(0),
+        case(
+            "CA file missing",
+            &ban,
+            78,
+            "PREFIXD_CA_FILE /nonexistent/ca.pem: No such file",
+        )
+        .env("PREFIXD_CA_FILE", "/nonexistent/ca.pem")
+        .sends(0),
+        // A bad tuning value (it has a safe default) does not stop the ban: the default is
+        // used, said in a WARN naming the variable, its source and the value used. (These two
+        // were configuration errors, exit 78, until operators lost bans to them.)
+        case(
+            "zero deadline",
+            &ban,
+            0,
+            "PREFIXD_DEADLINE=0 (from environment): expected seconds, more than 0 up to 86400; using the default 20",
         )
         .env("PREFIXD_DEADLINE", "0")
-        .sends(0),
-        case("unbounded retries", &ban, 78, "PREFIXD_RETRIES=1000")
-            .env("PREFIXD_RETRIES", "1000")
-            .sends(0),
+        .sends(1),
+        case(
+            "unbounded retries",
+            &ban,
+            0,
+            "PREFIXD_RETRIES=1000 (from environment): expected a whole number from 1 to 20; using the default 3",
+        )
+        .env("PREFIXD_RETRIES", "1000")
+        .sends(1),
+        case(
+            "decimal comma in a delay",
+            &unban,
+            0,
+            "nothing to withdraw after 2 lookup(s)",
+        )
+        .env("UNBAN_QUERY_DELAY_SECONDS", "0,05")
+        .env("UNBAN_QUERY_RETRIES", "2")
+        .status("GET /v1/mitigations?", 200, NONE)
+        .status("GET /v1/mitigations?", 200, NONE)
+        .sends(2),
+        case(
+            "no unban retry",
+            &unban,
+            0,
+            "nothing to withdraw after 1 lookup(s)",
+        )
+        .env("UNBAN_QUERY_RETRIES", "0")
+        .status("GET /v1/mitigations?", 200, NONE)
+        .sends(1),
+        case(
+            "unban lookups not a number",
+            &unban,
+            0,
+            "UNBAN_QUERY_RETRIES=five (from environment): expected a whole number from 0 to 100; using the default 5",
+        )
+        .env("UNBAN_QUERY_RETRIES", "five")
+        .env("UNBAN_QUERY_DELAY_SECONDS", "0")
+        .status("GET /v1/mitigations?", 200, NONE)
+        .status("GET /v1/mitigations?", 200, NONE)
+        .status("GET /v1/mitigations?", 200, NONE)
+        .status("GET /v1/mitigations?", 200, NONE)
+        .status("GET /v1/mitigations?", 200, NONE)
+        .sends(5),
+        case(
+            "delay with a semicolon",
+            &ban,
+            0,
+            "UNBAN_QUERY_DELAY_SECONDS=0;5 (from environment): expected a number of seconds; using the default 1",
+        )
+        .env("UNBAN_QUERY_DELAY_SECONDS", "0;5")
+        .sends(1),
+        case(
+            "thousands comma in an age",
+            &ban,
+            0,
+            "PREFIXD_SPOOL_MAX_AGE=3,600 (from environment): \"3,600\" could be 3.600 (decimal comma) or 3600 (thousands): write 3.600 or 3600; using the default 3600",
+        )
+        .env("PREFIXD_SPOOL_MAX_AGE", "3,600")
+        .sends(1),
+        case(
+            "timeout in words",
+            &ban,
+            0,
+            "PREFIXD_TIMEOUT=five seconds (from environment): expected a number of seconds; using the default 5",
+        )
+        .env("PREFIXD_TIMEOUT", "five seconds")
+        .sends(1),
+        case(
+            "negative connect timeout",
+            &ban,
+            0,
+            "PREFIXD_CONNECT_TIMEOUT=-3 (from environment)",
+        )
+        .env("PREFIXD_CONNECT_TIMEOUT", "-3")
+        .sends(1),
+        case(
+            "renewal window in minutes",
+            &ban,
+            0,
+            "PREFIXD_RENEW_BEFORE=2m (from environment): expected a number of seconds; using the default 90",
+        )
+        .env("PREFIXD_RENEW_BEFORE", "2m")
+        .sends(1),
+        case(
+            "confidence as a percentage",
+            &ban,
+            0,
+            "PREFIXD_CONFIDENCE=80% (from environment): expected a number from 0 to 1; ignored, as if unset",
+        )
+        .env("PREFIXD_CONFIDENCE", "80%")
+        .sends(1),
+        case(
+            "debug in words",
+            &ban,
+            0,
+            "PREFIXD_DEBUG=verbose (from environment): expected 1 or 0; using the default 0",
+        )
+        .env("PREFIXD_DEBUG", "verbose")
+        .sends(1),
+        case(
+            "operator too long",
+            &unban,
+            0,
+            "using the default fastnetmon",
+        )
+        .env("PREFIXD_OPERATOR", &"o".repeat(65))
+        .status(
+            "GET /v1/mitigations?",
+            200,
+            &list_of(&format!(
+                r#"{{"mitigation_id":"{MITIGATION}","status":"active","victim_ip":"192.0.2.10"}}"#
+            )),
+        )
+        .status("POST /v1/mitigations/", 200, "{}")
+        .sends(2),
+        case(
+            "rules file missing",
+            &ban,
+            0,
+            "PREFIXD_VECTOR_RULES /nonexistent/rules: No such file or directory (os error 2); no custom rules, built-in detection",
+        )
+        .env("PREFIXD_VECTOR_RULES", "/nonexistent/rules")
+        .sends(1),
         // prefixd's replies
         case(
             "non-JSON 202",
