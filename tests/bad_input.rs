@@ -433,7 +433,7 @@ fn cases(sb_dir: &str) -> Vec<Case> {
             "non-JSON 202",
             &ban,
             0,
-            "delivered; POST /v1/events answered 202 with a body we do not understand: <html>",
+            "delivered; POST /v1/events answered 202 with a body we do not understand: an HTML page without a title",
         )
         .status("POST /v1/events", 202, "<html>ok</html>")
         .sends(1),
@@ -502,6 +502,55 @@ fn cases(sb_dir: &str) -> Vec<Case> {
                 r#"{"error":"invalid request: invalid IP address: 'x'"}"#,
             )
             .sends(1),
+        // A 4xx that is not in prefixd's shape came from something in front of it: a
+        // configuration problem (78, kept), named by what answered, never prefixd's verdict.
+        case(
+            "nginx TLS port page",
+            &ban,
+            78,
+            "answered 400 (HTML page \"400 The plain HTTP request was sent to HTTPS port\", Server: nginx/1.22.1), which is not prefixd's answer: PREFIXD_API=http://127.0.0.1:",
+        )
+        .reply("POST /v1/events", nginx_page(400, "400 The plain HTTP request was sent to HTTPS port"))
+        .sends(1),
+        case(
+            "WAF block page",
+            &ban,
+            78,
+            "answered 403 (HTML page \"Attention Required! | Cloudflare\", Server: cloudflare)",
+        )
+        .reply(
+            "POST /v1/events",
+            Behavior::page(
+                "403 Forbidden",
+                &[("Server", "cloudflare"), ("Content-Type", "text/html")],
+                "<!DOCTYPE html><html><head><title>Attention Required! | Cloudflare</title></head></html>",
+            ),
+        )
+        .sends(1),
+        case(
+            "proxy's 401 page",
+            &ban,
+            78,
+            "answered 401 (HTML page \"401 Authorization Required\", Server: nginx/1.22.1), which is not prefixd's answer",
+        )
+        .reply("POST /v1/events", nginx_page(401, "401 Authorization Required"))
+        .sends(1),
+        case(
+            "proxy's 404 page on lookup",
+            &unban,
+            78,
+            "lookup -> configuration error: GET /v1/mitigations answered 404 (HTML page \"404 Not Found\"",
+        )
+        .reply("GET /v1/mitigations?", nginx_page(404, "404 Not Found"))
+        .sends(1),
+        case(
+            "proxy's 409 text",
+            &ban,
+            78,
+            "answered 409 (body \"Conflict\", no Server header)",
+        )
+        .status("POST /v1/events", 409, "Conflict")
+        .sends(1),
         case("409 duplicate", &ban, 0, "409 already received")
             .status("POST /v1/events", 409, r#"{"error":"duplicate event"}"#)
             .sends(1),
@@ -595,6 +644,17 @@ fn cases(sb_dir: &str) -> Vec<Case> {
             .status("POST /v1/mitigations/", 200, "{}")
             .sends(3),
     ]
+}
+
+/// nginx's own error page with this status and title.
+fn nginx_page(status: u16, title: &str) -> Behavior {
+    Behavior::page(
+        &format!("{status} Whatever"),
+        &[("Server", "nginx/1.22.1"), ("Content-Type", "text/html")],
+        &format!(
+            "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>nginx/1.22.1</center>\r\n</body>\r\n</html>\r\n"
+        ),
+    )
 }
 
 fn write(dir: &str, name: &str, content: &str) -> String {

@@ -5,7 +5,10 @@
 mod common;
 
 use common::Sandbox;
-use common::server::Server;
+use common::server::{Behavior, Options, Server};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
 
 const UDP: &[u8] = b"Attack type: udp_flood\nAttack protocol: udp\n";
 
@@ -234,4 +237,352 @@ fn an_operator_id_prefixd_would_refuse_is_replaced_by_the_default() {
         "{}",
         sb.log()
     );
+}
+
+// --- An answer that is not prefixd's is taken as prefixd's verdict ---------------------------
+
+/// nginx 1.22's page for a plain-HTTP request on its TLS port, as it sends it.
+const NGINX_400: &str = "<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>The plain HTTP request was sent to HTTPS port</center>\r\n<hr><center>nginx/1.22.1</center>\r\n</body>\r\n</html>\r\n";
+
+fn nginx_https_port() -> Behavior {
+    Behavior::page(
+        "400 Bad Request",
+        &[("Server", "nginx/1.22.1"), ("Content-Type", "text/html")],
+        NGINX_400,
+    )
+}
+
+/// Apache's page for the same mistake.
+const APACHE_400: &str = "<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n<html><head>\n<title>400 Bad Request</title>\n</head><body>\n<h1>Bad Request</h1>\n<p>Your browser sent a request that this server could not understand.<br />\nReason: You're speaking plain HTTP to an SSL-enabled server port.<br />\n Instead use the HTTPS scheme to access this URL, please.<br />\n</p>\n</body></html>\n";
+
+/// A WAF's block page.
+const CLOUDFLARE_403: &str = "<!DOCTYPE html>\n<!--[if lt IE 7]> <html class=\"no-js ie6 oldie\" lang=\"en-US\"> <![endif]-->\n<head>\n<title>Attention Required! | Cloudflare</title>\n<meta charset=\"UTF-8\" />\n</head>\n<body><div id=\"cf-wrapper\"><h1 data-translate=\"block_headline\">Sorry, you have been blocked</h1></div></body></html>\n";
+
+/// Answers every request with `b`.
+fn answered_by(b: Behavior) -> (Server, Sandbox) {
+    let srv = Server::start();
+    srv.always("", b);
+    let sb = Sandbox::new(&srv.url);
+    (srv, sb)
+}
+
+#[test]
+fn nginx_on_its_tls_port_is_a_configuration_error_that_names_it_and_says_https() {
+    let (srv, sb) = answered_by(nginx_https_port());
+    let https = srv.url.replace("http://", "https://");
+    let r = sb.run(&["192.0.2.10", "incoming", "90000", "ban"], Some(UDP));
+    assert_eq!(r.code, 78, "{}", sb.log());
+    assert_eq!(
+        srv.requests().len(),
+        1,
+        "no retry: another attempt gets the same page"
+    );
+    // Kept for after the fix, not dropped as refused.
+    assert_eq!(sb.spooled().len(), 1);
+    let log = sb.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(" ERROR ban 192.0.2.10 vector="))
+        .expect("the ban's line");
+    assert!(
+        line.ends_with(&format!(
+            "-> configuration error: POST /v1/events answered 400 (HTML page \"400 The plain HTTP request was sent to HTTPS port\", Server: nginx/1.22.1), which is not prefixd's answer: PREFIXD_API={} sends plain HTTP to a TLS port; use PREFIXD_API={https}",
+            srv.url
+        )),
+        "{line}"
+    );
+    assert!(
+        !log.contains("<html>") && !log.contains("refused by prefixd"),
+        "{log}"
+    );
+
+    // The unban is not dropped either (it replaces the ban it follows in the spool).
+    let r = sb.run(&["192.0.2.10", "incoming", "0", "unban"], None);
+    assert_eq!(r.code, 78, "{}", sb.log());
+    assert!(
+        matches!(&sb.spooled()[..], [u] if u.contains("-unban-192.0.2.10")),
+        "{:?}",
+        sb.spooled()
+    );
+
+    // --check says it in one line.
+    let r = sb.run(&["--check"], None);
+    assert_eq!(r.code, 78, "{}", r.stdout);
+    let fails: Vec<&str> = r.stdout.lines().filter(|l| l.starts_with('✘')).collect();
+    assert_eq!(fails.len(), 1, "{}", r.stdout);
+    assert!(
+        fails[0].contains("GET /v1/health answered 400 (HTML page \"400 The plain HTTP request was sent to HTTPS port\", Server: nginx/1.22.1)")
+            && fails[0].ends_with(&format!("use PREFIXD_API={https}")),
+        "{}",
+        fails[0]
+    );
+}
+
+#[test]
+fn other_servers_on_a_tls_port_get_the_same_https_hint() {
+    for (who, b) in [
+        (
+            "Apache",
+            Behavior::page(
+                "400 Bad Request",
+                &[
+                    ("Server", "Apache/2.4.57 (Debian)"),
+                    ("Content-Type", "text/html; charset=iso-8859-1"),
+                ],
+                APACHE_400,
+            ),
+        ),
+        (
+            // Caddy, Traefik: Go's net/http, in plain text.
+            "Go",
+            Behavior::Raw(
+                "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+                    .into(),
+            ),
+        ),
+    ] {
+        let (srv, sb) = answered_by(b);
+        let r = sb.run(&["192.0.2.10", "incoming", "90000", "ban"], Some(UDP));
+        assert_eq!(r.code, 78, "{who}: {}", sb.log());
+        assert_eq!(sb.spooled().len(), 1, "{who}");
+        let want = format!("use PREFIXD_API={}", srv.url.replace("http://", "https://"));
+        assert!(sb.log().contains(&want), "{who}: {}", sb.log());
+    }
+}
+
+#[test]
+fn a_proxys_own_page_is_a_configuration_error_not_prefixds_verdict() {
+    let cases = [
+        // (what, its answer, exit code it used to get, what the line must name)
+        (
+            "Cloudflare block page",
+            Behavior::page(
+                "403 Forbidden",
+                &[
+                    ("Server", "cloudflare"),
+                    ("Content-Type", "text/html; charset=UTF-8"),
+                    ("CF-RAY", "8d1f2a3b4c5d6e7f-FRA"),
+                ],
+                CLOUDFLARE_403,
+            ),
+            "answered 403 (HTML page \"Attention Required! | Cloudflare\", Server: cloudflare)",
+        ),
+        (
+            "HAProxy deny, no Server header, no title",
+            Behavior::page(
+                "403 Forbidden",
+                &[("cache-control", "no-cache"), ("content-type", "text/html")],
+                "<html><body><h1>403 Forbidden</h1>\nRequest forbidden by administrative rules.\n</body></html>\n",
+            ),
+            "answered 403 (HTML page \"403 Forbidden\", no Server header)",
+        ),
+        (
+            "AWS load balancer",
+            Behavior::page(
+                "400 Bad Request",
+                &[("Server", "awselb/2.0"), ("Content-Type", "text/html")],
+                "<html>\r\n<head><title>400 Bad Request</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n</body>\r\n</html>\r\n",
+            ),
+            "answered 400 (HTML page \"400 Bad Request\", Server: awselb/2.0)",
+        ),
+        (
+            "nginx basic auth in front of prefixd",
+            Behavior::page(
+                "401 Unauthorized",
+                &[
+                    ("Server", "nginx"),
+                    ("Content-Type", "text/html"),
+                    ("WWW-Authenticate", "Basic realm=\"prefixd\""),
+                ],
+                "<html>\r\n<head><title>401 Authorization Required</title></head>\r\n<body>\r\n<center><h1>401 Authorization Required</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n",
+            ),
+            "answered 401 (HTML page \"401 Authorization Required\", Server: nginx)",
+        ),
+        (
+            "a proxy's plain-text 400",
+            Behavior::page(
+                "400 Bad Request",
+                &[("Server", "envoy"), ("content-type", "text/plain")],
+                "Bad Request",
+            ),
+            "answered 400 (body \"Bad Request\", Server: envoy)",
+        ),
+    ];
+    for (what, b, names) in cases {
+        let (srv, sb) = answered_by(b);
+        let r = sb.run(&["192.0.2.10", "incoming", "90000", "ban"], Some(UDP));
+        assert_eq!(r.code, 78, "{what}: {}", sb.log());
+        assert_eq!(srv.requests().len(), 1, "{what}");
+        assert_eq!(sb.spooled().len(), 1, "{what}");
+        let log = sb.log();
+        assert!(
+            log.contains(names)
+                && log.contains("which is not prefixd's answer: a proxy, WAF or load balancer in front of prefixd answered instead; check PREFIXD_API="),
+            "{what}: {log}"
+        );
+        assert!(
+            !log.contains("<h1>") && !log.contains("https://"),
+            "{what}: {log}"
+        );
+        // The unban too is kept, not dropped.
+        let r = sb.run(&["192.0.2.10", "incoming", "0", "unban"], None);
+        assert_eq!(r.code, 78, "{what}: {}", sb.log());
+        assert!(
+            matches!(&sb.spooled()[..], [u] if u.contains("-unban-192.0.2.10")),
+            "{what}: {:?}",
+            sb.spooled()
+        );
+    }
+}
+
+#[test]
+fn a_proxys_404_page_on_a_withdraw_is_not_taken_for_already_gone() {
+    let srv = Server::start();
+    srv.add_mitigation("192.0.2.10", "udp_flood", "active");
+    // prefixd lists the mitigation; the proxy does not route the withdrawal (nor the look).
+    srv.always(
+        "POST /v1/mitigations/",
+        Behavior::page(
+            "404 Not Found",
+            &[("Server", "nginx/1.22.1"), ("Content-Type", "text/html")],
+            "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx/1.22.1</center>\r\n</body>\r\n</html>\r\n",
+        ),
+    );
+    let sb = Sandbox::new(&srv.url);
+    let r = sb.run(&["192.0.2.10", "incoming", "0", "unban"], None);
+    assert_eq!(r.code, 78, "{}", sb.log());
+    assert!(srv.active("192.0.2.10"));
+    assert_eq!(sb.spooled().len(), 1);
+    assert!(!sb.log().contains("already gone"), "{}", sb.log());
+    assert!(
+        sb.log()
+            .contains("answered 404 (HTML page \"404 Not Found\", Server: nginx/1.22.1), which is not prefixd's answer"),
+        "{}",
+        sb.log()
+    );
+}
+
+#[test]
+fn prefixds_own_refusals_in_each_of_its_shapes_stay_its_verdict() {
+    for (status, body, code) in [
+        (
+            400,
+            r#"{"error":"invalid request: invalid IP address: 'x'"}"#,
+            65,
+        ),
+        (
+            422,
+            "Failed to deserialize the JSON body into the target type: pps: invalid type: string \"x\", expected i64 at line 1 column 9",
+            65,
+        ),
+        (
+            400,
+            "Failed to parse the request body as JSON: EOF while parsing a value at line 1 column 0",
+            65,
+        ),
+        (
+            415,
+            "Expected request with `Content-Type: application/json`",
+            78,
+        ),
+        (
+            401,
+            r#"{"error":"unauthorized: authentication required"}"#,
+            77,
+        ),
+        (404, "", 78),
+    ] {
+        let srv = Server::start();
+        srv.reply("POST /v1/events", status, body);
+        let sb = Sandbox::new(&srv.url);
+        let r = sb.run(&["192.0.2.10", "incoming", "90000", "ban"], Some(UDP));
+        assert_eq!(r.code, code, "{status} {body}: {}", sb.log());
+        assert!(!sb.log().contains("not prefixd's answer"), "{}", sb.log());
+    }
+}
+
+/// A port that speaks only TLS, as a TLS-only proxy does: a ClientHello gets a TLS alert
+/// record; anything else is reset (`reset_plain`) or gets an alert too. With
+/// `reset_plain` and `never_tls`, every connection is reset and nothing speaks TLS.
+fn raw_port(reset_plain: bool, never_tls: bool) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(64) {
+            let Ok(mut conn) = conn else { continue };
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut first = [0u8; 1];
+            if conn.read_exact(&mut first).is_err() {
+                continue;
+            }
+            // Read what came with it, so that only linger decides how the close goes.
+            std::thread::sleep(Duration::from_millis(20));
+            let mut rest = [0u8; 4096];
+            let _ = conn.set_nonblocking(true);
+            let _ = conn.read(&mut rest);
+            let _ = conn.set_nonblocking(false);
+            if first[0] == 0x16 && !never_tls {
+                // alert(21), TLS 1.2, length 2: fatal handshake_failure.
+                let _ = conn.write_all(&[21, 3, 3, 0, 2, 2, 40]);
+            } else if reset_plain || never_tls {
+                let _ = socket2::SockRef::from(&conn).set_linger(Some(Duration::ZERO));
+            } else {
+                let _ = conn.write_all(&[21, 3, 3, 0, 2, 2, 50]);
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn http_to_a_plain_tls_port_gets_the_https_hint_whether_reset_or_answered_in_tls() {
+    // A real TLS server (the stand-in over rustls: it answers plain HTTP with an alert), a
+    // TLS port that resets plain HTTP, and one that answers it with an alert.
+    let tls = Server::with(Options {
+        tls: true,
+        ..Default::default()
+    });
+    let ports = [
+        ("rustls", tls.addr.port()),
+        ("reset", raw_port(true, false)),
+        ("alert", raw_port(false, false)),
+    ];
+    for (what, port) in ports {
+        let mut sb = Sandbox::new(&format!("http://127.0.0.1:{port}"));
+        sb.set("PREFIXD_RETRIES", "3");
+        let r = sb.run(&["192.0.2.10", "incoming", "90000", "ban"], Some(UDP));
+        assert_eq!(r.code, 78, "{what}: {}", sb.log());
+        assert_eq!(sb.spooled().len(), 1, "{what}");
+        let log = sb.log();
+        assert!(
+            log.contains(&format!(
+                "configuration error: PREFIXD_API=http://127.0.0.1:{port} sends plain HTTP to a TLS port ("
+            )) && log.contains(&format!("use PREFIXD_API=https://127.0.0.1:{port}")),
+            "{what}: {log}"
+        );
+        assert!(
+            !log.contains("retrying"),
+            "{what}: no retry can mend it: {log}"
+        );
+        let r = sb.run(&["--check"], None);
+        assert_eq!(r.code, 78, "{what}: {}", r.stdout);
+        assert!(
+            r.stdout.lines().any(|l| l.starts_with('✘')
+                && l.ends_with(&format!("use PREFIXD_API=https://127.0.0.1:{port}"))),
+            "{what}: {}",
+            r.stdout
+        );
+    }
+    assert!(tls.requests().is_empty());
+}
+
+#[test]
+fn a_connection_reset_by_a_port_that_does_not_speak_tls_stays_a_transient_failure() {
+    let port = raw_port(true, true);
+    let mut sb = Sandbox::new(&format!("http://127.0.0.1:{port}"));
+    sb.set("PREFIXD_RETRIES", "2");
+    let r = sb.run(&["192.0.2.10", "incoming", "90000", "ban"], Some(UDP));
+    assert_eq!(r.code, 75, "{}", sb.log());
+    assert_eq!(sb.spooled().len(), 1);
+    assert!(!sb.log().contains("https://"), "{}", sb.log());
 }

@@ -59,6 +59,21 @@ pub enum Behavior {
     Huge(u16),
 }
 
+impl Behavior {
+    /// A whole answer as something in front of prefixd sends it (a proxy's page): this status
+    /// line, these headers, this body, then the connection closed.
+    pub fn page(status_line: &str, headers: &[(&str, &str)], body: &str) -> Behavior {
+        let mut head = format!("HTTP/1.1 {status_line}\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        Behavior::Raw(format!(
+            "{head}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Mitigation {
     pub id: String,

@@ -139,6 +139,8 @@ pub fn replies(data: &[u8]) {
         status: 429,
         body: data.to_vec(),
         retry_after_header: None,
+        server: None,
+        content_type: Some("text/html".into()),
     };
     if let Some(wait) = reply.retry_after() {
         let secs = wait.as_secs();
