@@ -684,6 +684,9 @@ pub enum Answer {
     /// 422 `guardrail violation: quota exceeded` to `POST /v1/events`: prefixd's limit of
     /// active mitigations (per customer, POP or in all) is reached; waiting can change it.
     QuotaExceeded(Error),
+    /// 413 to `POST /v1/events`, from prefixd (over its 1 MiB) or from a proxy in front of it
+    /// (whatever its page): the body is too large, not the ban wrong; it goes again smaller.
+    TooLarge(Reply),
 }
 
 impl Answer {
@@ -693,6 +696,7 @@ impl Answer {
         use Endpoint::*;
         match (reply.status, endpoint) {
             (200..=299, _) => Ok(Answer::Done(reply)),
+            (413, Events) => Ok(Answer::TooLarge(reply)),
             // A 4xx that is not in prefixd's shape is no verdict of prefixd's on our data.
             (400..=499, _) if !transient(reply.status) && !reply.is_prefixds(endpoint) => {
                 Err(not_prefixd(what, &reply, api))
@@ -783,9 +787,10 @@ impl Client {
     pub fn unexpected(&self, answer: Answer, what: &str) -> Error {
         match answer {
             Answer::UnknownVector(e) | Answer::QuotaExceeded(e) => e,
-            Answer::Done(r) | Answer::AlreadyReceived(r) | Answer::Gone(r) => {
-                failure(what, &r, &self.base)
-            }
+            Answer::Done(r)
+            | Answer::AlreadyReceived(r)
+            | Answer::Gone(r)
+            | Answer::TooLarge(r) => failure(what, &r, &self.base),
         }
     }
 }

@@ -87,7 +87,7 @@ Options: -v/--verbose debug lines in the log; --env-file PATH instead of /etc/de
 what the spool holds; --status lists it, oldest first, with each notice's attempts and last
 error (exit 75 while anything waits; -v adds the file names).
 
-Exit codes: 0 done | 64 bad arguments | 65 refused by prefixd (400/413/422) | 70 internal
+Exit codes: 0 done | 64 bad arguments | 65 refused by prefixd (400/422) | 70 internal
 error | 73 not delivered and could not be kept (the log line holds the notice) | 75 not
 delivered, kept in the spool | 77 token refused (401/403), kept | 78 configuration error
 (404/405/415 from PREFIXD_API, and a 4xx page that is not prefixd's, included), kept when the

@@ -487,14 +487,34 @@ fn cases(sb_dir: &str) -> Vec<Case> {
         case("415 wrong content type", &ban, 78, "answered 415")
             .status("POST /v1/events", 415, "")
             .sends(1),
+        // A 413 is about the size of the details, not the ban: it goes again at once, smaller.
+        // (It was exit 65, the ban lost.)
         case(
             "413 too large",
             &ban,
-            65,
-            "answered 413: length limit exceeded",
+            0,
+            "POST /v1/events answered 413 (length limit exceeded) for a request of ",
         )
         .status("POST /v1/events", 413, "length limit exceeded")
-        .sends(1),
+        .sends(2),
+        case(
+            "proxy's 413 page",
+            &ban,
+            0,
+            "answered 413 (HTML page \"413 Request Entity Too Large\", Server: nginx/1.22.1) for a request of ",
+        )
+        .reply("POST /v1/events", nginx_page(413, "413 Request Entity Too Large"))
+        .sends(2),
+        case(
+            "413 at every size",
+            &ban,
+            78,
+            "even for the ban without its details",
+        )
+        .status("POST /v1/events", 413, "length limit exceeded")
+        .status("POST /v1/events", 413, "length limit exceeded")
+        .status("POST /v1/events", 413, "length limit exceeded")
+        .sends(3),
         case("400 invalid IP", &ban, 65, "invalid IP address")
             .status(
                 "POST /v1/events",

@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::Sandbox;
 use common::server::{Behavior, Options, Server};
+use common::{Sandbox, raw_details};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
@@ -585,4 +585,177 @@ fn a_connection_reset_by_a_port_that_does_not_speak_tls_stays_a_transient_failur
     assert_eq!(r.code, 75, "{}", sb.log());
     assert_eq!(sb.spooled().len(), 1);
     assert!(!sb.log().contains("https://"), "{}", sb.log());
+}
+
+// --- The request size is never bounded, and a 413 loses the ban ------------------------------
+
+/// The operators' example: 300,000 control bytes, six bytes each once JSON-escaped.
+fn control_bytes_300k() -> Vec<u8> {
+    [&b"Attack type: udp_flood\n"[..], &[1u8; 300_000][..]].concat()
+}
+
+/// The `raw_details.raw` prefixd received, and whether it was marked truncated.
+fn raw_sent(q: &common::server::Recorded) -> (String, bool) {
+    let raw = raw_details(&q.json());
+    let truncated = matches!(
+        raw.get("truncated"),
+        Some(miniserde::json::Value::Bool(true))
+    );
+    (common::s(raw.get("raw")), truncated)
+}
+
+fn limited(limit: usize) -> Server {
+    Server::with(Options {
+        body_limit: Some(limit),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn details_that_escape_to_more_than_prefixd_takes_are_cut_and_the_ban_goes_out() {
+    for (what, details) in [
+        ("control bytes", control_bytes_300k()),
+        // A packet dump of zeros: NUL is six bytes too.
+        (
+            "NUL bytes",
+            [&b"Attack type: syn_flood\n"[..], &[0u8; 200_000][..]].concat(),
+        ),
+    ] {
+        let srv = Server::start(); // prefixd's own 1 MiB limit
+        let sb = Sandbox::new(&srv.url);
+        let r = sb.run(&["192.0.2.10", "incoming", "90000", "ban"], Some(&details));
+        assert_eq!(r.code, 0, "{what}: {}", sb.log());
+        let reqs = srv.requests();
+        assert_eq!(reqs.len(), 1, "{what}: one request, no 413");
+        assert!(
+            reqs[0].body.len() <= 1_000_000,
+            "{what}: {}",
+            reqs[0].body.len()
+        );
+        assert!(
+            reqs[0].body.len() > 990_000,
+            "{what}: cut no more than needed"
+        );
+        let (raw, truncated) = raw_sent(&reqs[0]);
+        assert!(truncated, "{what}");
+        assert!(
+            String::from_utf8_lossy(&details).starts_with(&raw),
+            "{what}: the start of the details is kept"
+        );
+        assert!(sb.spooled().is_empty(), "{what}");
+        let log = sb.log();
+        assert!(
+            log.contains(&format!(
+                "WARN ban 192.0.2.10: raw_details.raw cut to {} of {} bytes (marked truncated): with all of them the request would be ",
+                raw.len(),
+                details.len().min(262_144)
+            )) && log.contains("bytes, over the 1000000 sent at most"),
+            "{what}: {log}"
+        );
+        // --dry-run shows the request as it would go, cut, and says so.
+        let r = sb.run(
+            &["--dry-run", "192.0.2.10", "incoming", "90000", "ban"],
+            Some(&details),
+        );
+        assert_eq!(r.code, 0, "{what}: {}", r.stderr);
+        assert!(
+            r.stdout
+                .contains(&format!("\n# raw_details.raw cut to {} of ", raw.len())),
+            "{what}: {}",
+            &r.stdout[..r.stdout.len().min(2000)]
+        );
+    }
+}
+
+#[test]
+fn a_proxy_with_a_lower_limit_gets_the_ban_again_at_once_with_less_of_its_details() {
+    // (limit, details, requests, what the ban that got through carried)
+    let plain_100k = [&b"Attack type: udp_flood\n"[..], &[b'a'; 100_000][..]].concat();
+    for (limit, details, requests, raw_left) in [
+        (64 * 1024, control_bytes_300k(), 2, true),
+        (16 * 1024, plain_100k.clone(), 2, true),
+        (2 * 1024, plain_100k, 3, false),
+    ] {
+        let srv = limited(limit);
+        let sb = Sandbox::new(&srv.url);
+        let r = sb.run(&["192.0.2.10", "incoming", "90000", "ban"], Some(&details));
+        assert_eq!(r.code, 0, "{limit}: {}", sb.log());
+        let reqs = srv.requests();
+        assert_eq!(reqs.len(), requests, "{limit}");
+        let last = reqs.last().unwrap();
+        assert!(last.body.len() <= 8 * 1024, "{limit}: {}", last.body.len());
+        let (raw, truncated) = raw_sent(last);
+        assert!(truncated, "{limit}");
+        assert_eq!(!raw.is_empty(), raw_left, "{limit}: {raw:?}");
+        assert!(raw_left || last.body.len() < 1024, "{limit}");
+        assert!(srv.active("192.0.2.10"), "{limit}");
+        assert!(sb.spooled().is_empty(), "{limit}");
+        let log = sb.log();
+        assert!(
+            log.contains(&format!(
+                "WARN ban 192.0.2.10: POST /v1/events answered 413 (length limit exceeded) for a request of {} bytes; sending the ban again at once with raw_details.raw cut to fit a request of 8192 bytes",
+                reqs[0].body.len()
+            )),
+            "{limit}: {log}"
+        );
+        if !raw_left {
+            assert!(
+                log.contains("; sending the ban again at once with no raw_details.raw"),
+                "{log}"
+            );
+        }
+        assert!(
+            log.contains(" INFO ban 192.0.2.10 vector=udp_flood"),
+            "{log}"
+        );
+    }
+}
+
+#[test]
+fn a_limit_below_even_a_bare_ban_is_a_configuration_error_and_the_ban_is_kept() {
+    let srv = limited(100);
+    let sb = Sandbox::new(&srv.url);
+    let r = sb.run(
+        &["192.0.2.10", "incoming", "90000", "ban"],
+        Some(&control_bytes_300k()),
+    );
+    assert_eq!(r.code, 78, "{}", sb.log());
+    assert_eq!(srv.requests().len(), 3);
+    assert_eq!(sb.spooled().len(), 1);
+    assert!(
+        sb.log()
+            .contains("configuration error: POST /v1/events answered 413 (length limit exceeded) even for the ban without its details ("),
+        "{}",
+        sb.log()
+    );
+}
+
+#[test]
+fn a_kept_ban_with_large_details_is_delivered_by_the_flush_within_the_limit() {
+    let dead = common::dead_port();
+    let mut sb = Sandbox::new(&format!("http://127.0.0.1:{}", dead.port));
+    sb.set("PREFIXD_RETRIES", "1");
+    let r = sb.run(
+        &["192.0.2.10", "incoming", "90000", "ban"],
+        Some(&control_bytes_300k()),
+    );
+    assert_eq!(r.code, 75, "{}", sb.log());
+    assert_eq!(sb.spooled().len(), 1);
+    // prefixd comes back behind a proxy that takes 64 KiB at most.
+    let srv = dead.revive(Options {
+        body_limit: Some(64 * 1024),
+        ..Default::default()
+    });
+    let r = sb.run(&["--flush"], None);
+    assert_eq!(r.code, 0, "{}", sb.log());
+    assert!(sb.spooled().is_empty());
+    let bans: Vec<_> = srv
+        .requests()
+        .into_iter()
+        .filter(|q| q.target == "/v1/events")
+        .collect();
+    assert_eq!(bans.len(), 2, "{:?}\n{}", srv.lines(), sb.log());
+    let (_, truncated) = raw_sent(&bans[1]);
+    assert!(truncated);
+    assert!(srv.active("192.0.2.10"));
 }

@@ -129,6 +129,7 @@ struct State {
     bucket: Option<Bucket>,
     ttl: Option<Duration>,
     quota: Option<usize>,
+    body_limit: Option<usize>,
     /// Tokens left and when they were counted.
     tokens: Mutex<Option<(f64, std::time::Instant)>>,
     rate_limited: AtomicUsize,
@@ -156,7 +157,14 @@ pub struct Options {
     /// Active mitigations allowed at once (prefixd's per-customer quota, 5 by default; the
     /// stand-in has one customer); None: no limit.
     pub quota: Option<usize>,
+    /// Request bodies larger than this get 413 `length limit exceeded` (text/plain) before
+    /// anything else is looked at, as prefixd's `RequestBodyLimitLayer` (1 MiB) or a proxy's
+    /// lower limit does; None: no limit.
+    pub body_limit: Option<usize>,
 }
+
+/// prefixd's request body limit (shared/prefixd-api.md §0).
+pub const PREFIXD_BODY_LIMIT: usize = 1024 * 1024;
 
 impl Default for Options {
     fn default() -> Self {
@@ -172,6 +180,7 @@ impl Default for Options {
             bucket: None,
             ttl: None,
             quota: None,
+            body_limit: Some(PREFIXD_BODY_LIMIT),
         }
     }
 }
@@ -224,6 +233,7 @@ impl Server {
             bucket: opts.bucket,
             ttl: opts.ttl,
             quota: opts.quota,
+            body_limit: opts.body_limit,
             ..State::default()
         });
         let tls = opts.tls.then(|| {
@@ -564,6 +574,7 @@ fn reason(status: u16) -> &'static str {
         401 => "Unauthorized",
         404 => "Not Found",
         409 => "Conflict",
+        413 => "Payload Too Large",
         422 => "Unprocessable Entity",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
@@ -733,6 +744,10 @@ fn prefixd(st: &State, req: &Recorded) -> (u16, String) {
             429,
             r#"{"error":"rate_limited","retry_after_seconds":1}"#.into(),
         );
+    }
+    // The body limit comes before auth and JSON.
+    if st.body_limit.is_some_and(|max| req.body.len() > max) {
+        return (413, "length limit exceeded".into());
     }
     let path = req.target.split('?').next().unwrap_or("");
     match (req.method.as_str(), path) {
