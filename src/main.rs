@@ -23,8 +23,11 @@ fn main() -> ExitCode {
             let log = log::Log::open(&cfg.log, false, cfg.token);
             log.error(&e.to_string());
             log.stderr(&format!("prefixd-fastnetmon: {e}\n{}\n", cli::USAGE));
-            // Whatever was wrong with the arguments, FastNetMon may be writing details.
-            modes::drain_stdin(&log, started + cfg.deadline);
+            // Whatever was wrong with the arguments, FastNetMon may be writing details, unless
+            // they say unban (FastNetMon gives that no stdin; it may never close).
+            if !std::env::args_os().any(|a| a == "unban") {
+                modes::drain_stdin(&log, started + cfg.deadline);
+            }
             return ExitCode::from(e.exit_code());
         }
     };

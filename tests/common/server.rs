@@ -586,7 +586,11 @@ fn read_request<R: BufRead>(r: &mut R) -> Option<Recorded> {
     let mut line = String::new();
     r.read_line(&mut line).ok()?;
     let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
+    // Not HTTP (a TLS hello, say): no request, as hyper would not take it for one.
+    let method = parts
+        .next()
+        .filter(|m| m.bytes().all(|b| b.is_ascii_uppercase()))?
+        .to_string();
     let target = parts.next()?.to_string();
     let mut headers = Vec::new();
     let mut len = 0usize;
