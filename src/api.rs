@@ -168,13 +168,43 @@ pub struct Withdraw {
     pub reason: String,
 }
 
-/// What prefixd answered: status, the first bytes of the body, and a proxy's `Retry-After`.
+/// What prefixd (or whatever answered in its place) answered: status, the first bytes of the
+/// body, a proxy's `Retry-After`, and who says they answered.
 pub struct Reply {
     pub status: u16,
     pub body: Vec<u8>,
     /// `Retry-After` in seconds, if the answer had one (prefixd itself never sends it).
     pub retry_after_header: Option<u64>,
+    /// The `Server` header (prefixd sends none; nginx, cloudflare, awselb … do).
+    pub server: Option<String>,
+    /// The `Content-Type` header.
+    pub content_type: Option<String>,
 }
+
+/// The plain-text rejections of prefixd's extractors (axum), as they begin
+/// (shared/prefixd-api.md §0).
+const PREFIXD_PLAIN_TEXT: &[&str] = &[
+    "Expected request with `Content-Type: application/json`",
+    "Failed to parse the request body as JSON",
+    "Failed to deserialize the JSON body into the target type",
+    "Invalid URL",
+    "Failed to deserialize query string",
+    "length limit exceeded",
+];
+
+/// prefixd's JSON error shape, `{"error":"…"}`.
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: Option<String>,
+}
+
+/// What a server in front of prefixd says when a plain-HTTP request reaches its TLS port
+/// (nginx; Apache; Go's net/http, as in Caddy and Traefik), lower-cased.
+const PLAIN_HTTP_TO_TLS: &[&str] = &[
+    "plain http request was sent to https port",
+    "speaking plain http to an ssl-enabled server port",
+    "client sent an http request to an https server",
+];
 
 /// prefixd's 429 body, `{"error":"rate_limited","retry_after_seconds":N}` (v0.19.1).
 #[derive(Deserialize)]
@@ -186,8 +216,12 @@ struct RateLimited {
 const MAX_BODY: u64 = 4 * 1024 * 1024;
 
 impl Reply {
-    /// The body as one short printable line, for the log.
+    /// The body as one short printable line, for the log; an HTML page as its title and who
+    /// served it, not its markup.
     pub fn snippet(&self) -> String {
+        if self.is_html() {
+            return self.page();
+        }
         let text = String::from_utf8_lossy(&self.body);
         let text = text.trim();
         let mut s: String = text.chars().take(300).collect();
@@ -215,6 +249,69 @@ impl Reply {
         Some(Duration::from_secs(secs.clamp(1, 60)))
     }
 
+    /// Whether this 4xx is in one of prefixd's own shapes (shared/prefixd-api.md §0): its JSON
+    /// `{"error": …}`, one of its extractors' plain-text rejections, or an empty body where
+    /// prefixd answers with one (401 on all but `POST /v1/events` and the public health, 404
+    /// for what it does not have, 405 for a wrong method, 400 to a withdraw). Anything else —
+    /// an HTML page, a proxy's own words — came from something in front of prefixd.
+    pub fn is_prefixds(&self, endpoint: Endpoint) -> bool {
+        let text = String::from_utf8_lossy(&self.body);
+        let text = text.trim();
+        if text.is_empty() {
+            return match (self.status, endpoint) {
+                (401, Endpoint::Events | Endpoint::Health) => false,
+                (400, Endpoint::Withdraw) | (401 | 404 | 405, _) => true,
+                _ => false,
+            };
+        }
+        miniserde::json::from_str::<ErrorBody>(text).is_ok_and(|e| e.error.is_some())
+            || PREFIXD_PLAIN_TEXT.iter().any(|m| text.starts_with(m))
+    }
+
+    fn is_html(&self) -> bool {
+        let head: String = String::from_utf8_lossy(&self.body[..self.body.len().min(512)])
+            .trim_start()
+            .chars()
+            .take(14)
+            .collect::<String>()
+            .to_ascii_lowercase();
+        self.content_type
+            .as_deref()
+            .is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("text/html"))
+            || head.starts_with("<!doctype html")
+            || head.starts_with("<html")
+    }
+
+    /// Who answered and what it showed, in a few words: `nginx/1.22.1, HTML page "400 …"`.
+    fn page(&self) -> String {
+        let server = match &self.server {
+            Some(s) => format!("Server: {}", crate::pretty::printable(s, 64)),
+            None => "no Server header".into(),
+        };
+        let text = String::from_utf8_lossy(&self.body);
+        let shown = if self.is_html() {
+            match html_title(&text) {
+                Some(t) => format!("HTML page \"{t}\""),
+                None => "an HTML page without a title".into(),
+            }
+        } else if text.trim().is_empty() {
+            "(empty body)".into()
+        } else {
+            let mut t = crate::pretty::printable(text.trim(), 100);
+            if text.trim().chars().nth(100).is_some() {
+                t.push('…');
+            }
+            format!("body \"{t}\"")
+        };
+        format!("{shown}, {server}")
+    }
+
+    /// The page says a plain-HTTP request reached a TLS port.
+    fn says_plain_http_to_tls(&self) -> bool {
+        let text = String::from_utf8_lossy(&self.body).to_ascii_lowercase();
+        PLAIN_HTTP_TO_TLS.iter().any(|p| text.contains(p))
+    }
+
     pub fn json<T: Deserialize>(&self, what: &str) -> Result<T, String> {
         std::str::from_utf8(&self.body)
             .ok()
@@ -227,6 +324,45 @@ impl Reply {
                 )
             })
     }
+}
+
+/// An HTML page's `<title>` (else its first `<h1>`), as one short printable line.
+fn html_title(html: &str) -> Option<String> {
+    let lower = html.to_ascii_lowercase();
+    let inner = |tag: &str| {
+        let open = lower.find(&format!("<{tag}"))?;
+        let start = open + lower[open..].find('>')? + 1;
+        let end = start + lower[start..].find(&format!("</{tag}"))?;
+        Some(&html[start..end])
+    };
+    let raw = inner("title").or_else(|| inner("h1"))?;
+    // Tags inside, entities, and the page's line breaks out.
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in raw.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    let text = [
+        ("&amp;", "&"),
+        ("&lt;", "<"),
+        ("&gt;", ">"),
+        ("&quot;", "\""),
+        ("&#39;", "'"),
+        ("&nbsp;", " "),
+    ]
+    .iter()
+    .fold(text, |t, (e, c)| t.replace(e, c));
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut title = crate::pretty::printable(&words.join(" "), 100);
+    if words.join(" ").chars().nth(100).is_some() {
+        title.push('…');
+    }
+    (!title.is_empty()).then_some(title)
 }
 
 pub struct Client {
@@ -321,10 +457,10 @@ impl Client {
         method: &str,
         path: &str,
         body: Option<&str>,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, NoAnswer> {
         let budget = self.timeout.min(self.remaining());
         if budget.is_zero() {
-            return Err("deadline reached".into());
+            return Err(NoAnswer::Retry("deadline reached".into()));
         }
         let started = Instant::now();
         let url = self.url(path);
@@ -332,14 +468,15 @@ impl Client {
         if let Some(auth) = &self.auth {
             req = req.header("Authorization", auth);
         }
+        let built = |e: http::Error| NoAnswer::Retry(e.to_string());
         let result = match body {
             Some(b) => {
                 let req = req
                     .header("Content-Type", "application/json")
                     .body(b.as_bytes());
-                self.exchange(req.map_err(|e| e.to_string())?, budget)
+                self.exchange(req.map_err(built)?, budget)
             }
-            None => self.exchange(req.body(()).map_err(|e| e.to_string())?, budget),
+            None => self.exchange(req.body(()).map_err(built)?, budget),
         };
         let took = started.elapsed().as_secs_f64();
         if result.is_ok() {
@@ -347,7 +484,10 @@ impl Client {
         }
         match &result {
             Ok(r) => log.debug(&format!("{method} {url} -> {} in {took:.3}s", r.status)),
-            Err(e) => log.debug(&format!("{method} {url} -> {e} after {took:.3}s")),
+            Err(NoAnswer::Retry(e)) => {
+                log.debug(&format!("{method} {url} -> {e} after {took:.3}s"))
+            }
+            Err(NoAnswer::Stop(e)) => log.debug(&format!("{method} {url} -> {e} after {took:.3}s")),
         }
         result
     }
@@ -356,20 +496,28 @@ impl Client {
         &self,
         req: http::Request<B>,
         budget: Duration,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, NoAnswer> {
         let req = self
             .agent
             .configure_request(req)
             .timeout_global(Some(budget))
             .timeout_connect(Some(self.connect_timeout.min(budget)))
             .build();
-        let mut resp = self.agent.run(req).map_err(|e| self.describe(e))?;
+        let mut resp = self.agent.run(req).map_err(|e| self.no_answer(e))?;
         let status = resp.status().as_u16();
-        let retry_after_header = resp
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok());
+        // By their constants: parsing a header name from text brings http's whole table.
+        let header = |name: http::header::HeaderName| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let retry_after_header =
+            header(http::header::RETRY_AFTER).and_then(|v| v.trim().parse().ok());
+        let (server, content_type) = (
+            header(http::header::SERVER),
+            header(http::header::CONTENT_TYPE),
+        );
         // The status is prefixd's answer; a body cut short or too large does not undo it.
         let body = match resp.body_mut().with_config().limit(MAX_BODY).read_to_vec() {
             Ok(b) => b,
@@ -379,6 +527,8 @@ impl Client {
             status,
             body,
             retry_after_header,
+            server,
+            content_type,
         })
     }
 
@@ -413,11 +563,14 @@ impl Client {
                     (rate_limited_wait(asked, rate_limited), said)
                 }
                 Ok(r) if !transient(r.status) => return Ok(r),
+                Err(NoAnswer::Stop(e)) => return Err(e),
                 outcome => {
                     failures += 1;
                     last = match outcome {
                         Ok(r) => format!("HTTP {}: {}", r.status, r.snippet()),
-                        Err(e) => e,
+                        Err(NoAnswer::Retry(e)) => e,
+                        // Returned above.
+                        Err(NoAnswer::Stop(e)) => e.to_string(),
                     };
                     if failures == self.retries {
                         break;
@@ -536,6 +689,9 @@ pub enum Answer {
     /// 422 `guardrail violation: quota exceeded` to `POST /v1/events`: prefixd's limit of
     /// active mitigations (per customer, POP or in all) is reached; waiting can change it.
     QuotaExceeded(Error),
+    /// 413 to `POST /v1/events`, from prefixd (over its 1 MiB) or from a proxy in front of it
+    /// (whatever its page): the body is too large, not the ban wrong; it goes again smaller.
+    TooLarge(Reply),
 }
 
 impl Answer {
@@ -545,6 +701,11 @@ impl Answer {
         use Endpoint::*;
         match (reply.status, endpoint) {
             (200..=299, _) => Ok(Answer::Done(reply)),
+            (413, Events) => Ok(Answer::TooLarge(reply)),
+            // A 4xx that is not in prefixd's shape is no verdict of prefixd's on our data.
+            (400..=499, _) if !transient(reply.status) && !reply.is_prefixds(endpoint) => {
+                Err(not_prefixd(what, &reply, api))
+            }
             (409, Events) => Ok(Answer::AlreadyReceived(reply)),
             (400 | 404, Withdraw) | (404, Mitigation) => Ok(Answer::Gone(reply)),
             // axum's extractor names the field it could not read: "vector: unknown variant …".
@@ -560,6 +721,31 @@ impl Answer {
             _ => Err(failure(what, &reply, api)),
         }
     }
+}
+
+/// A 4xx from something in front of prefixd (a proxy's, a WAF's, a load balancer's page): a
+/// configuration problem, said with what answered and, when a plain-HTTP request reached a
+/// TLS port, the URL to use.
+fn not_prefixd(what: &str, reply: &Reply, api: &str) -> Error {
+    let head = format!(
+        "{what} answered {} ({}), which is not prefixd's answer",
+        reply.status,
+        reply.page()
+    );
+    if let Some(https) = https_instead(api).filter(|_| reply.says_plain_http_to_tls()) {
+        return Error::Config(format!(
+            "{head}: PREFIXD_API={api} sends plain HTTP to a TLS port; use PREFIXD_API={https}"
+        ));
+    }
+    Error::Config(format!(
+        "{head}: a proxy, WAF or load balancer in front of prefixd answered instead; check PREFIXD_API={api} and what stands in front of prefixd"
+    ))
+}
+
+/// `http://…` as `https://…`; None when `api` is not plain HTTP.
+fn https_instead(api: &str) -> Option<String> {
+    api.strip_prefix("http://")
+        .map(|rest| format!("https://{rest}"))
 }
 
 /// A final answer that is not a success, as the error an operator acts on.
@@ -606,11 +792,103 @@ impl Client {
     pub fn unexpected(&self, answer: Answer, what: &str) -> Error {
         match answer {
             Answer::UnknownVector(e) | Answer::QuotaExceeded(e) => e,
-            Answer::Done(r) | Answer::AlreadyReceived(r) | Answer::Gone(r) => {
-                failure(what, &r, &self.base)
-            }
+            Answer::Done(r)
+            | Answer::AlreadyReceived(r)
+            | Answer::Gone(r)
+            | Answer::TooLarge(r) => failure(what, &r, &self.base),
         }
     }
+}
+
+/// Why one exchange got no answer.
+enum NoAnswer {
+    /// Worth another attempt: unreachable, timed out, cut off (in words).
+    Retry(String),
+    /// Another attempt cannot help: plain HTTP to a port that speaks TLS.
+    Stop(Error),
+}
+
+impl Client {
+    /// A failed exchange: a connection cut off (reset, closed, or answered with bytes that are
+    /// not HTTP) on a plain-HTTP `PREFIXD_API` is checked for a TLS port, which no retry
+    /// mends; anything else is worth another attempt.
+    fn no_answer(&self, e: ureq::Error) -> NoAnswer {
+        use std::io::ErrorKind::*;
+        let cut_off = match &e {
+            ureq::Error::Protocol(_) => true,
+            ureq::Error::Io(io) => matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | UnexpectedEof | BrokenPipe
+            ),
+            _ => false,
+        };
+        let said = self.describe(e);
+        match https_instead(&self.base) {
+            Some(https) if cut_off && self.speaks_tls() => NoAnswer::Stop(Error::Config(format!(
+                "PREFIXD_API={} sends plain HTTP to a TLS port ({said}; the port answers a TLS hello); use PREFIXD_API={https}",
+                self.base
+            ))),
+            _ => NoAnswer::Retry(said),
+        }
+    }
+
+    /// Whether `PREFIXD_API`'s host and port answer a TLS ClientHello as TLS does (a
+    /// handshake or alert record), within a second and the deadline.
+    fn speaks_tls(&self) -> bool {
+        let Ok(uri) = self.base.parse::<http::Uri>() else {
+            return false;
+        };
+        let host = uri
+            .host()
+            .unwrap_or("")
+            .trim_matches(['[', ']'])
+            .to_string();
+        let port = uri.port_u16().unwrap_or(80);
+        let wait = Duration::from_secs(1).min(self.remaining());
+        if wait.is_zero() {
+            return false;
+        }
+        let Some(hello) = client_hello(&host) else {
+            return false;
+        };
+        let addrs: Vec<std::net::SocketAddr> = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![std::net::SocketAddr::new(ip, port)],
+            Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                .map(Iterator::collect)
+                .unwrap_or_default(),
+        };
+        let Some(addr) = addrs.first() else {
+            return false;
+        };
+        let probe = || -> std::io::Result<[u8; 3]> {
+            use std::io::{Read, Write};
+            let mut tcp = std::net::TcpStream::connect_timeout(addr, wait)?;
+            tcp.set_read_timeout(Some(wait))?;
+            tcp.set_write_timeout(Some(wait))?;
+            tcp.write_all(&hello)?;
+            let mut head = [0u8; 3];
+            tcp.read_exact(&mut head)?;
+            Ok(head)
+        };
+        // A TLS record: handshake (22) or alert (21), version 3.x.
+        probe().is_ok_and(|h| matches!(h, [21 | 22, 3, 0..=4]))
+    }
+}
+
+/// A TLS ClientHello for `host`, as the bytes rustls would send first.
+fn client_hello(host: &str) -> Option<Vec<u8>> {
+    use rustls::pki_types::ServerName;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = ServerName::try_from(host.to_string()).ok()?;
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).ok()?;
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).ok()?;
+    Some(hello)
 }
 
 impl Client {
@@ -653,6 +931,8 @@ mod tests {
             status: 429,
             body: body.as_bytes().to_vec(),
             retry_after_header: header,
+            server: None,
+            content_type: None,
         };
         let secs = |r: Reply| r.retry_after().map(|d| d.as_secs());
         let json = |v: &str| format!(r#"{{"error":"rate_limited","retry_after_seconds":{v}}}"#);
@@ -669,6 +949,94 @@ mod tests {
         assert_eq!(secs(reply("<html>429</html>", Some(2))), Some(2));
         assert_eq!(secs(reply("", Some(86_400))), Some(60));
         assert_eq!(secs(reply("", None)), None);
+    }
+
+    fn reply(status: u16, body: &str, server: Option<&str>, ctype: Option<&str>) -> Reply {
+        Reply {
+            status,
+            body: body.as_bytes().to_vec(),
+            retry_after_header: None,
+            server: server.map(str::to_string),
+            content_type: ctype.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn only_prefixds_own_shapes_of_a_4xx_are_its_verdict() {
+        use Endpoint::*;
+        let ours = |status, body: &str, e| reply(status, body, None, None).is_prefixds(e);
+        assert!(ours(
+            400,
+            r#"{"error":"invalid request: invalid IP address: 'x'"}"#,
+            Events
+        ));
+        assert!(ours(
+            422,
+            r#" {"error":"guardrail violation: quota exceeded"} "#,
+            Events
+        ));
+        for text in PREFIXD_PLAIN_TEXT {
+            assert!(ours(400, &format!("{text}: more words"), Events), "{text}");
+        }
+        // Empty only where prefixd sends it empty.
+        assert!(ours(400, "", Withdraw) && ours(404, "", Mitigation) && ours(401, "", List));
+        assert!(ours(405, "", Events) && ours(404, "", Events));
+        for (status, e) in [
+            (400, Events),
+            (401, Events),
+            (401, Health),
+            (403, List),
+            (409, Events),
+        ] {
+            assert!(!ours(status, "", e), "{status} {e:?}");
+        }
+        // Anything else came from something in front of prefixd.
+        for body in [
+            "<html><head><title>400 Bad Request</title></head></html>",
+            "Bad Request",
+            r#"{"message":"Forbidden"}"#,
+            r#"{"error":7}"#,
+            "Client sent an HTTP request to an HTTPS server.",
+        ] {
+            assert!(!ours(400, body, Events), "{body}");
+        }
+    }
+
+    #[test]
+    fn an_html_page_is_said_by_its_title_and_server() {
+        let page = |body: &str, server, ctype| reply(502, body, server, ctype).snippet();
+        assert_eq!(
+            page(
+                "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body></body></html>",
+                Some("nginx/1.22.1"),
+                Some("text/html")
+            ),
+            "HTML page \"502 Bad Gateway\", Server: nginx/1.22.1"
+        );
+        assert_eq!(
+            page(
+                "<!DOCTYPE html><html><body><h1>Oops &amp;\n <b>sorry</b></h1>",
+                None,
+                None
+            ),
+            "HTML page \"Oops & sorry\", no Server header"
+        );
+        assert_eq!(
+            page("<html><body>no heading</body></html>", None, None),
+            "an HTML page without a title, no Server header"
+        );
+        // Not a page: the body as it was.
+        assert_eq!(
+            page("<h1>oops</h1>", None, Some("text/plain")),
+            "<h1>oops</h1>"
+        );
+        let long = format!("<title>{}</title>", "x".repeat(500));
+        assert_eq!(
+            page(&long, None, Some("text/html; charset=utf-8"))
+                .chars()
+                .count(),
+            "HTML page \"\"".len() + 101 + ", no Server header".len()
+        );
     }
 
     #[test]

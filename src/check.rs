@@ -54,6 +54,10 @@ pub fn run(loaded: &Loaded, deadline: Instant, log: &Log) -> Result<(), Error> {
     for e in &loaded.errors {
         r.fail(78, format!("configuration: {e}"));
     }
+    // A call goes on with the default; the doctor still wants the value fixed.
+    for f in &loaded.fallbacks {
+        r.fail(78, format!("configuration: {f}"));
+    }
 
     // The env file: present or not, and not readable by others when it holds the token.
     match std::fs::metadata(&cfg.env_file) {

@@ -70,6 +70,15 @@ pub fn help() -> String {
         let default = if v.default.is_empty() { "-" } else { v.default };
         h.push_str(&format!("  {:<27} {default:<32} {}\n", v.name, v.help));
     }
+    let stops: Vec<&str> = crate::config::VARIABLES
+        .iter()
+        .filter(|v| v.if_bad == crate::config::IfBad::Stops)
+        .map(|v| v.name)
+        .collect();
+    h.push_str(&format!(
+        "A bad value falls back to its default with a WARN, and the call goes on, except for\n{} (configuration error, 78).\n",
+        stops.join(", ")
+    ));
     h.push_str(
         "
 DIRECTION defaults to incoming, PPS to 0, ACTION to ban (ban | unban | attack_details).
@@ -78,10 +87,11 @@ Options: -v/--verbose debug lines in the log; --env-file PATH instead of /etc/de
 what the spool holds; --status lists it, oldest first, with each notice's attempts and last
 error (exit 75 while anything waits; -v adds the file names).
 
-Exit codes: 0 done | 64 bad arguments | 65 refused by prefixd (400/413/422) | 70 internal
+Exit codes: 0 done | 64 bad arguments | 65 refused by prefixd (400/422) | 70 internal
 error | 73 not delivered and could not be kept (the log line holds the notice) | 75 not
 delivered, kept in the spool | 77 token refused (401/403), kept | 78 configuration error
-(404/405/415 from PREFIXD_API included), kept when the spool is usable
+(404/405/415 from PREFIXD_API, and a 4xx page that is not prefixd's, included), kept when the
+spool is usable
 ",
     );
     h

@@ -38,22 +38,49 @@ pub enum Kind {
     Bool,
 }
 
+/// What a bad value of a variable does to a call (README "Configuration").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfBad {
+    /// Nothing safe to fall back to (where to send, with which credentials, where to keep):
+    /// a configuration error (exit 78) that stops the call; the notice is kept.
+    Stops,
+    /// A tuning value with a safe default: the default is used, with a WARN naming the
+    /// variable, its source and the value used, and the call goes on. `--check` fails on it.
+    FallsBack,
+}
+
+use IfBad::{FallsBack, Stops};
+
 /// One variable we read: the single source of its name, default (empty: none), parser and
-/// range, and help text. `load`, `--help` and `--check` all read this table.
+/// range, what a bad value of it does, and help text. `load`, `--help` and `--check` all read
+/// this table.
 pub struct Var {
     pub name: &'static str,
     pub default: &'static str,
     pub kind: Kind,
+    pub if_bad: IfBad,
     pub help: &'static str,
 }
 
-const fn var(name: &'static str, default: &'static str, kind: Kind, help: &'static str) -> Var {
+const fn var(
+    name: &'static str,
+    default: &'static str,
+    kind: Kind,
+    if_bad: IfBad,
+    help: &'static str,
+) -> Var {
     Var {
         name,
         default,
         kind,
+        if_bad,
         help,
     }
+}
+
+/// The table's row for `name`.
+pub fn variable(name: &str) -> Option<&'static Var> {
+    VARIABLES.iter().find(|v| v.name == name)
 }
 
 /// Every variable, in the `--help` and `--check` order.
@@ -62,121 +89,141 @@ pub const VARIABLES: &[Var] = &[
         "PREFIXD_API",
         "http://localhost:8080",
         Kind::Url,
+        Stops,
         "prefixd's base URL; https:// uses TLS",
     ),
-    var("PREFIXD_TOKEN", "", Kind::Token, "bearer token"),
+    var("PREFIXD_TOKEN", "", Kind::Token, Stops, "bearer token"),
     var(
         "PREFIXD_TOKEN_FILE",
         "",
         Kind::Path,
+        Stops,
         "file whose first line is the token",
     ),
     var(
         "PREFIXD_OPERATOR",
         "fastnetmon",
         Kind::Operator,
+        FallsBack,
         "operator_id on withdrawals",
     ),
     var(
         "PREFIXD_LOG",
         DEFAULT_LOG,
         Kind::Text,
+        FallsBack,
         "log file; - for stderr; syslog",
     ),
     var(
         "UNBAN_QUERY_RETRIES",
         "5",
-        Kind::Count { min: 1, max: 100 },
-        "lookups of active mitigations on unban",
+        Kind::Count { min: 0, max: 100 },
+        FallsBack,
+        "lookups of active mitigations on unban; 0 as 1",
     ),
     var(
         "UNBAN_QUERY_DELAY_SECONDS",
         "1",
         Kind::Seconds { zero_ok: true },
+        FallsBack,
         "pause between those lookups",
     ),
     var(
         "PREFIXD_CA_FILE",
         "",
         Kind::Path,
+        Stops,
         "PEM CAs to trust instead of the bundled roots",
     ),
     var(
         "PREFIXD_CONNECT_TIMEOUT",
         "3",
         Kind::Seconds { zero_ok: false },
+        FallsBack,
         "seconds to connect",
     ),
     var(
         "PREFIXD_TIMEOUT",
         "5",
         Kind::Seconds { zero_ok: false },
+        FallsBack,
         "seconds for one request",
     ),
     var(
         "PREFIXD_DEADLINE",
         "20",
         Kind::Seconds { zero_ok: false },
+        FallsBack,
         "seconds for the whole run, retries included",
     ),
     var(
         "PREFIXD_RETRIES",
         "3",
         Kind::Count { min: 1, max: 20 },
+        FallsBack,
         "attempts per request on transient failure",
     ),
     var(
         "PREFIXD_SPOOL",
         "/var/spool/prefixd-fastnetmon",
         Kind::Spool,
+        Stops,
         "spool directory; off disables it",
     ),
     var(
         "PREFIXD_SPOOL_MAX_AGE",
         "3600",
         Kind::Seconds { zero_ok: false },
+        FallsBack,
         "seconds after which a kept ban is dropped",
     ),
     var(
         "PREFIXD_UNBAN_MAX_AGE",
         "7200",
         Kind::Seconds { zero_ok: false },
+        FallsBack,
         "seconds after which a kept unban is dropped",
     ),
     var(
         "PREFIXD_RENEW_BEFORE",
         "90",
         Kind::Seconds { zero_ok: false },
+        FallsBack,
         "renew a held victim's mitigation expiring within this",
     ),
     var(
         "PREFIXD_RENEW_MAX",
         "21600",
         Kind::Seconds { zero_ok: true },
+        FallsBack,
         "stop renewing this long after the ban; 0: never renew",
     ),
     var(
         "PREFIXD_CONFIDENCE",
         "",
         Kind::Fraction,
+        FallsBack,
         "confidence 0-1 sent on every ban instead of the table",
     ),
     var(
         "PREFIXD_VECTOR_RULES",
         "",
         Kind::Path,
+        FallsBack,
         "file of custom vector rules",
     ),
     var(
         "PREFIXD_METRICS",
         "",
         Kind::Path,
+        FallsBack,
         "node_exporter textfile to write",
     ),
     var(
         "PREFIXD_DEBUG",
         "0",
         Kind::Bool,
+        FallsBack,
         "1: debug lines in the log, as -v",
     ),
 ];
@@ -248,6 +295,10 @@ pub struct Config {
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<String>,
+    /// Bad values with a safe default (`IfBad::FallsBack`), each with the value used instead:
+    /// WARN lines for a call, which goes on; failures for `--check`.
+    pub fallbacks: Vec<String>,
+    /// What stops a call (`IfBad::Stops`, the env file, the token): exit 78.
     pub errors: Vec<String>,
 }
 
@@ -260,6 +311,7 @@ pub struct Flags {
 
 pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
     let mut warnings = Vec::new();
+    let mut fallbacks = Vec::new();
     let mut errors = Vec::new();
     let (env_file, named) = env_file_path(flags, env);
     let (mut raw, env_file_mode) = env_file_layer(&env_file, named, &mut warnings, &mut errors);
@@ -268,6 +320,7 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
     let mut r = Resolver {
         raw,
         errors: &mut errors,
+        fallbacks: &mut fallbacks,
         sources: Vec::new(),
     };
     let api = r.text("PREFIXD_API");
@@ -312,7 +365,12 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
         &mut warnings,
         &mut errors,
     );
-    let rules = load_rules(rules_file.as_deref(), &mut warnings, &mut errors);
+    let mut bad_rules = Vec::new();
+    let rules = load_rules(rules_file.as_deref(), &mut warnings, &mut bad_rules);
+    match variable("PREFIXD_VECTOR_RULES").map(|v| v.if_bad) {
+        Some(IfBad::FallsBack) => fallbacks.extend(bad_rules),
+        _ => errors.extend(bad_rules),
+    }
 
     let config = Config {
         api,
@@ -341,6 +399,7 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
     Loaded {
         config,
         warnings,
+        fallbacks,
         errors,
     }
 }
@@ -428,6 +487,7 @@ pub fn describe(cfg: &Config) -> Vec<String> {
 struct Resolver<'a> {
     raw: BTreeMap<&'static str, (String, Source)>,
     errors: &'a mut Vec<String>,
+    fallbacks: &'a mut Vec<String>,
     sources: Vec<Origin>,
 }
 
@@ -458,10 +518,10 @@ fn parse(kind: Kind, s: &str) -> Result<Value, String> {
 
 impl Resolver<'_> {
     /// The value of `name`: as set, or its table default when unset, empty or invalid (the
-    /// invalid case is recorded as an error that names the variable and its source). None:
-    /// no value and no default.
+    /// invalid case is recorded, naming the variable and its source, as an error or a
+    /// fallback as the table's `if_bad` says). None: no value and no default.
     fn value(&mut self, name: &'static str) -> Option<Value> {
-        let var = VARIABLES.iter().find(|v| v.name == name)?;
+        let var = variable(name)?;
         let default = || {
             parse(var.kind, var.default)
                 .ok()
@@ -493,8 +553,16 @@ impl Resolver<'_> {
             shown
         };
         if let Err(why) = &parsed {
-            self.errors
-                .push(format!("{name}={shown} (from {source}): {why}"));
+            let said = format!("{name}={shown} (from {source}): {why}");
+            match var.if_bad {
+                IfBad::Stops => self.errors.push(said),
+                IfBad::FallsBack if var.default.is_empty() => {
+                    self.fallbacks.push(format!("{said}; ignored, as if unset"))
+                }
+                IfBad::FallsBack => self
+                    .fallbacks
+                    .push(format!("{said}; using the default {}", var.default)),
+            }
         }
         self.sources.push(Origin {
             name,
@@ -666,27 +734,88 @@ mod tests {
             "PREFIXD_TIMEOUT=soon\nPREFIXD_API=localhost:8080\n",
             &[("UNBAN_QUERY_RETRIES", "-1")],
         );
-        assert_eq!(l.errors.len(), 3, "{:?}", l.errors);
+        // Where to send has no safe default: it stops the call.
+        assert_eq!(l.errors.len(), 1, "{:?}", l.errors);
         assert!(
             l.errors[0].starts_with("PREFIXD_API=localhost:8080 (from "),
             "{}",
             l.errors[0]
         );
         assert!(l.errors[0].contains("prefixd:2)"), "{}", l.errors[0]);
+        // Tuning values fall back to their defaults, each saying the value used.
+        assert_eq!(l.fallbacks.len(), 2, "{:?}", l.fallbacks);
+        assert!(l.fallbacks.iter().any(|e| {
+            e.starts_with("UNBAN_QUERY_RETRIES=-1 (from environment)")
+                && e.ends_with("; using the default 5")
+        }));
         assert!(
-            l.errors
+            l.fallbacks
                 .iter()
-                .any(|e| e.starts_with("UNBAN_QUERY_RETRIES=-1 (from environment)"))
-        );
-        assert!(
-            l.errors
-                .iter()
-                .any(|e| e.starts_with("PREFIXD_TIMEOUT=soon (from") && e.contains("prefixd:1"))
+                .any(|e| e.starts_with("PREFIXD_TIMEOUT=soon (from")
+                    && e.contains("prefixd:1")
+                    && e.ends_with("; using the default 5"))
         );
         assert_eq!(
             l.config.timeout,
             secs(5),
             "invalid value falls back so the run stays bounded"
+        );
+    }
+
+    #[test]
+    fn only_what_has_no_safe_default_stops_a_call() {
+        let stops: Vec<&str> = VARIABLES
+            .iter()
+            .filter(|v| v.if_bad == IfBad::Stops)
+            .map(|v| v.name)
+            .collect();
+        assert_eq!(
+            stops,
+            [
+                "PREFIXD_API",
+                "PREFIXD_TOKEN",
+                "PREFIXD_TOKEN_FILE",
+                "PREFIXD_CA_FILE",
+                "PREFIXD_SPOOL"
+            ]
+        );
+        // What the bash script took: a decimal comma, and no retry at all.
+        let l = load_with(
+            "UNBAN_QUERY_DELAY_SECONDS=0,5\nUNBAN_QUERY_RETRIES=0\n",
+            &[("PREFIXD_CONFIDENCE", "0,8")],
+        );
+        assert!(
+            l.errors.is_empty() && l.fallbacks.is_empty(),
+            "{:?}",
+            l.fallbacks
+        );
+        assert_eq!(l.config.unban_query_delay, Duration::from_millis(500));
+        assert_eq!(l.config.unban_query_retries, 0);
+        assert_eq!(l.config.confidence, Some(0.8));
+        // A bad value with no default is left unset, and says so.
+        let l = load_with(
+            "",
+            &[
+                ("PREFIXD_CONFIDENCE", "high"),
+                ("PREFIXD_DEBUG", "yes please"),
+            ],
+        );
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        assert_eq!((l.config.confidence, l.config.debug), (None, false));
+        assert!(
+            l.fallbacks.iter().any(
+                |f| f.starts_with("PREFIXD_CONFIDENCE=high (from environment)")
+                    && f.ends_with("; ignored, as if unset")
+            ),
+            "{:?}",
+            l.fallbacks
+        );
+        assert!(
+            l.fallbacks
+                .iter()
+                .any(|f| f.ends_with("; using the default 0")),
+            "{:?}",
+            l.fallbacks
         );
     }
 

@@ -96,9 +96,93 @@ pub fn choose_vector(rules: &[Rule], notice: &Notice, fixed: Option<f64>) -> Vec
     }
 }
 
+/// The most a ban's request body may be: under prefixd's 1 MiB (1,048,576 bytes) limit, which
+/// answers 413 and keeps nothing. JSON escaping makes details up to six times larger.
+pub const MAX_REQUEST_BODY: usize = 1_000_000;
+
+/// What a ban is sent again with after a 413 (a proxy's limit, far below prefixd's): its
+/// details cut to this much body, then none at all. A ban is never lost for its attachment.
+pub const SMALLER_BODIES: [usize; 2] = [8 * 1024, 0];
+
+/// `raw_details.raw` cut so that the request body stays within `limit` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cut {
+    /// Bytes of the details kept, and of the details there were.
+    pub kept: usize,
+    pub of: usize,
+    /// The body with all of them, and the limit it had to stay within.
+    pub body: usize,
+    pub limit: usize,
+}
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "raw_details.raw cut to {} of {} bytes (marked truncated): with all of them the request would be {} bytes, over the {} sent at most",
+            self.kept, self.of, self.body, self.limit
+        )
+    }
+}
+
+/// The length of `c` in a JSON string, as miniserde writes it.
+fn json_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\u{8}' | '\t' | '\n' | '\u{c}' | '\r' => 2,
+        c if u32::from(c) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
+}
+
 /// The event for one ban attempt, with a fresh `event_id`. A replayed ban keeps the time
-/// FastNetMon reported it and says how late it is.
-pub fn ban_event(notice: &Notice, replay: bool, choice: &VectorChoice) -> Result<Event, Error> {
+/// FastNetMon reported it and says how late it is. Its body stays within `limit` bytes:
+/// `raw_details.raw` is cut (and marked truncated) as far as that needs.
+pub fn ban_event(
+    notice: &Notice,
+    replay: bool,
+    choice: &VectorChoice,
+    limit: usize,
+) -> Result<(Event, Option<Cut>), Error> {
+    let mut event = ban_event_whole(notice, replay, choice)?;
+    let body = miniserde::json::to_string(&event).len();
+    if body <= limit {
+        return Ok((event, None));
+    }
+    let details = &notice.details;
+    let escaped: usize = details.chars().map(json_len).sum();
+    // "truncated":false becomes true: one byte less, never more.
+    let room = limit.saturating_sub(body - escaped);
+    let (mut used, mut end) = (0, 0);
+    for (i, c) in details.char_indices() {
+        used += json_len(c);
+        if used > room {
+            break;
+        }
+        end = i + c.len_utf8();
+    }
+    set_raw(&mut event, &details[..end]);
+    if miniserde::json::to_string(&event).len() > limit {
+        end = 0; // a limit smaller than the event without its details
+        set_raw(&mut event, "");
+    }
+    let cut = Cut {
+        kept: end,
+        of: details.len(),
+        body,
+        limit,
+    };
+    Ok((event, Some(cut)))
+}
+
+/// `raw_details.raw` replaced by `raw`, marked truncated.
+fn set_raw(event: &mut Event, raw: &str) {
+    if let Value::Object(o) = &mut event.raw_details {
+        o.insert("raw".into(), Value::String(raw.to_string()));
+        o.insert("truncated".into(), Value::Bool(true));
+    }
+}
+
+fn ban_event_whole(notice: &Notice, replay: bool, choice: &VectorChoice) -> Result<Event, Error> {
     let text = |s: &str| Value::String(s.to_string());
     let mut raw = Object::new();
     raw.insert("raw".into(), text(&notice.details));
@@ -164,7 +248,7 @@ pub fn ban(
         waiting: None,
         quota: false,
     };
-    let send = |choice: &VectorChoice| {
+    let send = |choice: &VectorChoice, limit: usize| {
         let mut tail = String::new();
         match &choice.rule {
             Some(rule) => tail.push_str(&format!(" rule={rule}")),
@@ -180,32 +264,69 @@ pub fn ban(
                 time::rfc3339(notice.received())
             ));
         }
+        // What was cut is said once, not at every retry.
+        let mut said_cut = false;
         post_event(client, log, &choice.vector, &tail, || {
-            ban_event(notice, replay, choice)
+            let (event, cut) = ban_event(notice, replay, choice, limit)?;
+            if let Some(cut) = cut.filter(|_| !said_cut) {
+                said_cut = true;
+                log.warn(&format!("ban {}: {cut}", notice.victim_ip));
+            }
+            Ok(event)
         })
         .map(|(posted, event_id)| Delivered::Ban(Box::new(posted.lease(lease(choice, event_id)))))
     };
-    match send(&choice) {
-        // Only a 422 about the vector; a guardrail's 422 (safelist, quota) would refuse the
-        // built-in vector just the same.
-        Err(Refusal::Vector(_)) if choice.rule.is_some() && choice.vector != choice.builtin => {
-            log.warn(&format!(
-                "prefixd refused vector {} from rule {}; sending the built-in vector {} instead",
-                choice.vector,
-                choice.rule.as_deref().unwrap_or("?"),
-                choice.builtin
-            ));
-            let builtin = VectorChoice {
-                vector: choice.builtin.into(),
-                rule: None,
-                confidence: choice.builtin_confidence.0,
-                confidence_basis: choice.builtin_confidence.1,
-                ..choice.clone()
-            };
-            send(&builtin).map_err(Refusal::into_error)
+    let mut choice = choice;
+    let mut limit = MAX_REQUEST_BODY;
+    let mut smaller = SMALLER_BODIES.into_iter();
+    // Each turn sends a smaller body or drops the rule's vector: a handful at most.
+    for _ in 0..SMALLER_BODIES.len() + 3 {
+        match send(&choice, limit) {
+            // Too large for prefixd or for what stands in front of it: the ban goes again at
+            // once with less (or none) of its details, never lost for their size.
+            Err(Refusal::TooLarge { said, body }) => {
+                let Some(next) = smaller.next() else {
+                    let e = Error::Config(format!(
+                        "{said} even for the ban without its details ({body} bytes): something in front of prefixd limits request bodies far below prefixd's 1 MiB; check it and PREFIXD_API"
+                    ));
+                    log.error(&format!("ban {}: {e}", notice.victim_ip));
+                    return Err(e);
+                };
+                log.warn(&format!(
+                    "ban {}: {said} for a request of {body} bytes; sending the ban again at once with {}",
+                    notice.victim_ip,
+                    if next > 0 {
+                        format!("raw_details.raw cut to fit a request of {next} bytes")
+                    } else {
+                        "no raw_details.raw".into()
+                    }
+                ));
+                limit = next;
+            }
+            // Only a 422 about the vector; a guardrail's 422 (safelist, quota) would refuse the
+            // built-in vector just the same.
+            Err(Refusal::Vector(_)) if choice.rule.is_some() && choice.vector != choice.builtin => {
+                log.warn(&format!(
+                    "prefixd refused vector {} from rule {}; sending the built-in vector {} instead",
+                    choice.vector,
+                    choice.rule.as_deref().unwrap_or("?"),
+                    choice.builtin
+                ));
+                choice = VectorChoice {
+                    vector: choice.builtin.into(),
+                    rule: None,
+                    confidence: choice.builtin_confidence.0,
+                    confidence_basis: choice.builtin_confidence.1,
+                    ..choice.clone()
+                };
+            }
+            r => return r.map_err(Refusal::into_error),
         }
-        r => r.map_err(Refusal::into_error),
     }
+    Err(Error::Internal(format!(
+        "ban {}: sent again more often than its refusals allow",
+        notice.victim_ip
+    )))
 }
 
 /// The ban of a held victim sent again (README "Leases"): a fresh `event_id`, the same victim,
@@ -278,9 +399,11 @@ impl Posted {
     }
 }
 
-/// Why a ban did not go: prefixd does not know its vector, or anything else.
+/// Why a ban did not go: prefixd does not know its vector, its body was too large (413: what
+/// answered, and the body's size), or anything else.
 enum Refusal {
     Vector(Error),
+    TooLarge { said: String, body: usize },
     Other(Error),
 }
 
@@ -288,6 +411,9 @@ impl Refusal {
     fn into_error(self) -> Error {
         match self {
             Refusal::Vector(e) | Refusal::Other(e) => e,
+            Refusal::TooLarge { said, body } => Error::Config(format!(
+                "{said} for a request of {body} bytes: something in front of prefixd limits request bodies below that"
+            )),
         }
     }
 }
@@ -301,8 +427,9 @@ fn post_event(
     tail: &str,
     mut make: impl FnMut() -> Result<Event, Error>,
 ) -> Result<(Posted, String), Refusal> {
-    // The log line of the last attempt; the event itself (details and all) is not kept.
-    let mut sent: Option<(String, String)> = None;
+    // The log line of the last attempt, its event_id and its size; the event itself (details
+    // and all) is not kept.
+    let mut sent: Option<(String, String, usize)> = None;
     let answer = client.ask(log, Endpoint::Events, "POST", "/v1/events", || {
         let event = make()?;
         let body = miniserde::json::to_string(&event);
@@ -315,10 +442,10 @@ fn post_event(
             event.confidence.unwrap_or(0.0),
             event.event_id
         );
-        sent = Some((what, event.event_id));
+        sent = Some((what, event.event_id, body.len()));
         Ok(Some(body))
     });
-    let Some((mut what, event_id)) = sent else {
+    let Some((mut what, event_id, size)) = sent else {
         return match answer {
             Ok(_) => Ok((Posted::Taken, String::new())),
             Err(e) => Err(Refusal::Other(e)),
@@ -369,6 +496,13 @@ fn post_event(
         Ok(Answer::UnknownVector(e)) => {
             log.error(&format!("{what} -> {e}"));
             return Err(Refusal::Vector(e));
+        }
+        // The caller says what it does about it.
+        Ok(Answer::TooLarge(reply)) => {
+            return Err(Refusal::TooLarge {
+                said: format!("POST /v1/events answered 413 ({})", reply.snippet()),
+                body: size,
+            });
         }
         Ok(other) => {
             let e = client.unexpected(other, "POST /v1/events");
@@ -741,7 +875,11 @@ pub fn dry_run(cfg: &Config, n: &Notice) -> Result<String, Error> {
             "# confidence {} ({})",
             choice.confidence, choice.confidence_basis
         );
-        let body = miniserde::json::to_string(&ban_event(n, false, &choice)?);
+        let (event, cut) = ban_event(n, false, &choice, MAX_REQUEST_BODY)?;
+        if let Some(cut) = cut {
+            let _ = writeln!(out, "# {cut}");
+        }
+        let body = miniserde::json::to_string(&event);
         let _ = writeln!(
             out,
             "POST {}/v1/events\n{auth}Content-Type: application/json\n\n{}",
@@ -788,6 +926,91 @@ mod tests {
             assert_eq!(marker_host(none), None, "{none}");
         }
         assert!(!hostname().contains([' ', '[', ']']));
+    }
+
+    #[test]
+    fn json_len_is_what_miniserde_writes() {
+        let mut chars: Vec<char> = (0u8..0x80).map(char::from).collect();
+        chars.extend(['\u{80}', 'é', '\u{7ff}', '日', '\u{fffd}', '🦀']);
+        for c in chars {
+            let written = miniserde::json::to_string(&c.to_string()).len() - 2;
+            assert_eq!(json_len(c), written, "{c:?}");
+        }
+    }
+
+    fn notice_with(details: &str) -> Notice {
+        let (n, _) = Notice::parse("192.0.2.10", None, Some("90000"), None).unwrap();
+        n.with_details(
+            crate::notice::RawDetails {
+                text: details.into(),
+                truncated: false,
+            },
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_830_000),
+        )
+    }
+
+    #[test]
+    fn a_bans_body_stays_within_its_limit_whatever_its_details() {
+        let keep = crate::notice::KEEP_DETAILS;
+        // As stdin is kept: the first KEEP_DETAILS bytes (whole characters here).
+        let cut_to = |s: String| {
+            let mut end = keep.min(s.len());
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s[..end].to_string()
+        };
+        let details = [
+            // The operators' example: control bytes escape to six bytes each (1.57 MB).
+            cut_to(format!(
+                "Attack type: udp_flood\n{}",
+                "\u{1}".repeat(300_000)
+            )),
+            cut_to(format!(
+                "Attack type: udp_flood\n{}",
+                "\"\\\n".repeat(100_000)
+            )),
+            cut_to("日本".repeat(60_000)),
+            "\u{1}".repeat(1000),
+        ];
+        for text in &details {
+            let n = notice_with(text);
+            let choice = choose_vector(&[], &n, None);
+            for limit in [MAX_REQUEST_BODY, 65_536, 8 * 1024, 0] {
+                let (event, cut) = ban_event(&n, false, &choice, limit).unwrap();
+                let body = miniserde::json::to_string(&event);
+                let Value::Object(raw) = &event.raw_details else {
+                    panic!()
+                };
+                let Some(Value::String(r)) = raw.get("raw") else {
+                    panic!()
+                };
+                let whole = ban_event(&n, false, &choice, usize::MAX).unwrap().0;
+                let whole = miniserde::json::to_string(&whole).len();
+                match cut {
+                    None => {
+                        assert!(whole <= limit && r == text, "{limit}");
+                        continue;
+                    }
+                    Some(c) => {
+                        assert_eq!(
+                            (c.kept, c.of, c.body, c.limit),
+                            (r.len(), text.len(), whole, limit)
+                        );
+                    }
+                }
+                assert!(text.starts_with(r.as_str()));
+                assert!(matches!(raw.get("truncated"), Some(Value::Bool(true))));
+                if limit > 0 {
+                    assert!(body.len() <= limit, "{} > {limit}", body.len());
+                    // Short of the limit by less than one escaped character, and the byte
+                    // `true` saves on `false`.
+                    assert!(body.len() + 6 >= limit, "{} for {limit}", body.len());
+                } else {
+                    assert!(r.is_empty());
+                }
+            }
+        }
     }
 
     #[test]

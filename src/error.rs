@@ -7,7 +7,7 @@ use std::fmt;
 pub enum Error {
     /// 64: bad arguments; nothing was sent.
     Usage(String),
-    /// 65: prefixd refused the data for good (400/413/422 and other final 4xx).
+    /// 65: prefixd refused the data for good (400/422 and other final 4xx in its own shape).
     Refused(String),
     /// 70: a bug or an impossible state on our side.
     Internal(String),

@@ -48,24 +48,32 @@ fn read_rules_file(path: &Path) -> Result<String, String> {
     }
 }
 
-/// The custom vector rules (PREFIXD_VECTOR_RULES), first match wins.
+/// The custom vector rules (PREFIXD_VECTOR_RULES), first match wins. A malformed line is
+/// skipped and a file that cannot be read gives no rules (built-in detection): each said in
+/// `bad`, for the caller to treat as the table's `IfBad` for PREFIXD_VECTOR_RULES says.
 pub fn load_rules(
     path: Option<&Path>,
     warnings: &mut Vec<String>,
-    errors: &mut Vec<String>,
+    bad: &mut Vec<String>,
 ) -> Vec<crate::rules::Rule> {
     let Some(path) = path else {
         return Vec::new();
     };
-    match read_rules_file(path).and_then(|text| {
-        crate::rules::parse(&path.display().to_string(), &text).map_err(|e| e.join("; "))
-    }) {
-        Ok((rules, w)) => {
-            warnings.extend(w);
-            rules
+    match read_rules_file(path) {
+        Ok(text) => {
+            let p = crate::rules::parse_skipping(&path.display().to_string(), &text);
+            warnings.extend(p.warnings);
+            let left = p.rules.len();
+            bad.extend(p.skipped.into_iter().map(|why| {
+                format!("PREFIXD_VECTOR_RULES {why}; rule skipped, the other {left} rule(s) apply")
+            }));
+            p.rules
         }
         Err(e) => {
-            errors.push(format!("PREFIXD_VECTOR_RULES {}: {e}", path.display()));
+            bad.push(format!(
+                "PREFIXD_VECTOR_RULES {}: {e}; no custom rules, built-in detection",
+                path.display()
+            ));
             Vec::new()
         }
     }

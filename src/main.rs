@@ -23,6 +23,11 @@ fn main() -> ExitCode {
             let log = log::Log::open(&cfg.log, false, cfg.token);
             log.error(&e.to_string());
             log.stderr(&format!("prefixd-fastnetmon: {e}\n{}\n", cli::USAGE));
+            // Whatever was wrong with the arguments, FastNetMon may be writing details, unless
+            // they say unban (FastNetMon gives that no stdin; it may never close).
+            if !std::env::args_os().any(|a| a == "unban") {
+                modes::drain_stdin(&log, started + cfg.deadline);
+            }
             return ExitCode::from(e.exit_code());
         }
     };
@@ -55,7 +60,8 @@ fn main() -> ExitCode {
         cfg.token.clone(),
     )
     .about(subject.clone());
-    for w in &loaded.warnings {
+    // Bad tuning values were replaced by their defaults: said on every run, which goes on.
+    for w in loaded.warnings.iter().chain(&loaded.fallbacks) {
         log.warn(w);
     }
     log.debug(&format!(

@@ -16,7 +16,7 @@ pub enum Fate {
     Delivered,
     /// Written to the spool, to be sent later.
     Kept,
-    /// prefixd said no for good (400/413/422).
+    /// prefixd said no for good (400/422 …).
     Refused,
     /// Aged out or superseded in the spool.
     Dropped,

@@ -65,23 +65,25 @@ fn notify_or_dry_run(
     } = *run;
     let cfg = &loaded.config;
     // FastNetMon writes the details into our stdin on ban (and attack_details) and fails if we
-    // do not read them; it gives no stdin on unban, where a read could block for ever.
-    let reads_stdin = matches!(
-        args.action.as_deref(),
-        None | Some("ban" | "attack_details")
-    );
-    let (details, stalled) = if reads_stdin {
-        let stdin = std::io::stdin();
-        let tty = stdin.is_terminal();
-        // A broken stdin costs the details, never the ban.
-        notice::read_details_until(stdin, tty, deadline).unwrap_or_else(|e| {
-            log.warn(&format!(
-                "reading details from stdin: {e}; sending without them"
-            ));
+    // do not read them; it gives no stdin on unban, where a read could block for ever. An
+    // ACTION we do not know may come with details or not: read briefly, and throw away.
+    let (details, stalled) = match args.action.as_deref() {
+        None | Some("ban" | "attack_details") => {
+            let stdin = std::io::stdin();
+            let tty = stdin.is_terminal();
+            // A broken stdin costs the details, never the ban.
+            notice::read_details_until(stdin, tty, deadline).unwrap_or_else(|e| {
+                log.warn(&format!(
+                    "reading details from stdin: {e}; sending without them"
+                ));
+                Default::default()
+            })
+        }
+        Some("unban") => Default::default(),
+        Some(_) => {
+            drain_stdin(log, deadline);
             Default::default()
-        })
-    } else {
-        Default::default()
+        }
     };
     let (n, warnings) = parsed
         .map_err(Error::Usage)
@@ -100,7 +102,18 @@ fn notify_or_dry_run(
         return Ok(());
     }
     let Some(pending) = pending else {
-        log.stdout(&deliver::dry_run(cfg, &notice)?);
+        // As a real run: a configuration error sends nothing; a bad tuning value is replaced by
+        // its default, said above the request it shaped.
+        if let Some(e) = config_errors(loaded, log) {
+            log.error("a real run sends nothing and keeps the notice in the spool (exit 78)");
+            return Err(e);
+        }
+        let mut out = String::new();
+        for f in &loaded.fallbacks {
+            out.push_str(&format!("# WARN {f}\n"));
+        }
+        out.push_str(&deliver::dry_run(cfg, &notice)?);
+        log.stdout(&out);
         return Ok(());
     };
     let entry = Arc::new(notice.entry());
@@ -140,6 +153,29 @@ fn notify_or_dry_run(
         lifecycle::flush_in_background(spool, flags, log);
     }
     result
+}
+
+/// A call refused before we know what it is (bad arguments, an ACTION we do not know): its
+/// stdin, if it is not a terminal, is read and thrown away for at most `SHORT_DRAIN` (and not
+/// past `deadline`), so that FastNetMon's write of the details does not fail ("can't pass data
+/// to stdin") because we exited first.
+pub fn drain_stdin(log: &log::Log, deadline: Instant) {
+    let stdin = std::io::stdin();
+    let tty = stdin.is_terminal();
+    let until = deadline.min(Instant::now() + notice::SHORT_DRAIN);
+    let d = notice::drain_until(stdin, tty, until);
+    if tty {
+        return;
+    }
+    log.debug(&format!(
+        "stdin: {} byte(s) read and discarded{}",
+        d.bytes,
+        if d.ended {
+            ""
+        } else {
+            "; still open, left behind"
+        }
+    ));
 }
 
 fn to_stderr(log: &log::Log, e: &Error) {

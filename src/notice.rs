@@ -13,6 +13,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// What we keep of stdin for `raw_details.raw`; the rest is read and discarded.
 pub const KEEP_DETAILS: usize = 256 * 1024;
 
+/// Stdin is read at most this far, kept or not: FastNetMon's details are a few MiB at the very
+/// most, and a writer that never stops must not keep us reading until the deadline.
+pub const READ_MAX: u64 = 64 * 1024 * 1024;
+
+/// How long a call that is refused before we know what it is (bad arguments, an ACTION we do
+/// not know) waits for its stdin to end: FastNetMon writes the details at once, but a stdin
+/// inherited from elsewhere may never close.
+pub const SHORT_DRAIN: Duration = Duration::from_secs(2);
+
 /// One FastNetMon call, parsed once: from argv when FastNetMon calls, or from its spooled
 /// `Entry` when the spool replays it. The two convert into each other directly.
 #[derive(Debug, Clone, PartialEq)]
@@ -159,19 +168,59 @@ pub struct RawDetails {
 
 /// Reads the details in a thread of its own, waited for until `until`: a stdin that is still
 /// open then costs the rest of the details, never the notice. `Ok((details, true))`: the time
-/// ran out; the details hold what was read and are marked truncated.
+/// ran out; the details hold what was read and are marked truncated. Reading stops at
+/// `READ_MAX` as at EOF.
 pub fn read_details_until(
     input: impl Read + Send + 'static,
     is_terminal: bool,
     until: Instant,
 ) -> std::io::Result<(RawDetails, bool)> {
+    let (details, stalled, _) = read_until(input, is_terminal, until, KEEP_DETAILS)?;
+    Ok((details, stalled))
+}
+
+/// What draining stdin came to: bytes read and thrown away, and whether it ended (EOF, an
+/// error, or `READ_MAX` read) before the time ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    pub bytes: u64,
+    pub ended: bool,
+}
+
+/// Reads stdin and throws it away, until EOF, `READ_MAX` or `until`, whichever comes first, so
+/// that the writer (FastNetMon) does not fail on a call we refuse. A terminal is not read.
+pub fn drain_until(
+    input: impl Read + Send + 'static,
+    is_terminal: bool,
+    until: Instant,
+) -> Drained {
+    match read_until(input, is_terminal, until, 0) {
+        Ok((_, stalled, bytes)) => Drained {
+            bytes,
+            ended: !stalled,
+        },
+        Err(_) => Drained {
+            bytes: 0,
+            ended: true,
+        },
+    }
+}
+
+/// Reads `input` in a thread of its own, keeping its first `keep` bytes, waited for until
+/// `until`; also returns whether the time ran out, and how many bytes were read in all.
+fn read_until(
+    input: impl Read + Send + 'static,
+    is_terminal: bool,
+    until: Instant,
+    keep: usize,
+) -> std::io::Result<(RawDetails, bool, u64)> {
     if is_terminal {
-        return Ok((RawDetails::default(), false));
+        return Ok((RawDetails::default(), false, 0));
     }
     let shared = Arc::new((Mutex::new(Reading::default()), Condvar::new()));
     let s = shared.clone();
     std::thread::spawn(move || {
-        let r = read_into(input, &s.0);
+        let r = read_into(input, &s.0, keep);
         lock(&s.0).done = Some(r);
         s.1.notify_one();
     });
@@ -182,7 +231,7 @@ pub fn read_details_until(
         if left.is_zero() {
             let mut d = details_of(&r);
             d.truncated = true;
-            return Ok((d, true));
+            return Ok((d, true, r.total));
         }
         r = finished
             .wait_timeout(r, left)
@@ -199,6 +248,7 @@ pub fn read_details_until(
                 truncated: r.truncated,
             },
             false,
+            r.total,
         )),
     }
 }
@@ -208,6 +258,8 @@ pub fn read_details_until(
 struct Reading {
     kept: Vec<u8>,
     truncated: bool,
+    /// Bytes read in all, kept or not.
+    total: u64,
     done: Option<std::io::Result<()>>,
 }
 
@@ -215,7 +267,7 @@ fn lock(m: &Mutex<Reading>) -> std::sync::MutexGuard<'_, Reading> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn read_into(mut input: impl Read, state: &Mutex<Reading>) -> std::io::Result<()> {
+fn read_into(mut input: impl Read, state: &Mutex<Reading>, keep: usize) -> std::io::Result<()> {
     let mut buf = [0u8; 8192];
     loop {
         let n = match input.read(&mut buf) {
@@ -225,9 +277,14 @@ fn read_into(mut input: impl Read, state: &Mutex<Reading>) -> std::io::Result<()
             Err(e) => return Err(e),
         };
         let mut r = lock(state);
-        let room = KEEP_DETAILS - r.kept.len();
+        let room = keep - r.kept.len();
         r.kept.extend_from_slice(&buf[..n.min(room)]);
         r.truncated |= n > room;
+        r.total += n as u64;
+        if r.total >= READ_MAX {
+            r.truncated = true;
+            return Ok(());
+        }
     }
 }
 
@@ -323,6 +380,33 @@ mod tests {
         let d = read(&b"ok \xff\xfe end"[..], false).unwrap();
         assert_eq!(d.text, "ok \u{fffd}\u{fffd} end");
         assert_eq!(read(&b"ignored"[..], true).unwrap().text, "");
+    }
+
+    #[test]
+    fn a_drain_reads_to_the_end_but_no_further_than_its_bounds() {
+        let far = Instant::now() + Duration::from_secs(30);
+        let d = drain_until(std::io::Cursor::new(vec![b'x'; 300_000]), false, far);
+        assert_eq!(
+            d,
+            Drained {
+                bytes: 300_000,
+                ended: true
+            }
+        );
+        // A writer that never stops: READ_MAX ends it, long before the time does.
+        let d = drain_until(std::io::repeat(0), false, far);
+        assert_eq!(
+            d,
+            Drained {
+                bytes: READ_MAX,
+                ended: true
+            }
+        );
+        assert_eq!(
+            drain_until(std::io::repeat(0), true, far).bytes,
+            0,
+            "a terminal"
+        );
     }
 
     #[test]

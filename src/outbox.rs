@@ -278,7 +278,7 @@ pub struct FlushReport {
     pub delivered: usize,
     /// Dropped as stale: superseded by a later unban, or older than its limit.
     pub stale: usize,
-    /// Refused by prefixd for good (400/413/422), so dropped.
+    /// Refused by prefixd for good (400/422 in its own shape), so dropped.
     pub refused: usize,
     /// Kept for later: notices that failed, and their victims' notices behind them.
     pub left: usize,

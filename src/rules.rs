@@ -52,34 +52,48 @@ pub struct Facts<'a> {
 /// Parses a rules file; `Err` lists every malformed line as `file:line: why`. The `Vec<String>`
 /// holds warnings (vectors prefixd does not know yet).
 pub fn parse(file: &str, text: &str) -> Result<(Vec<Rule>, Vec<String>), Vec<String>> {
-    let mut rules = Vec::new();
-    let mut errors = Vec::new();
-    let mut warnings = Vec::new();
+    let p = parse_skipping(file, text);
+    if p.skipped.is_empty() {
+        Ok((p.rules, p.warnings))
+    } else {
+        Err(p.skipped)
+    }
+}
+
+/// A rules file as a run uses it: the good lines' rules, in order, and the malformed lines
+/// left out (each `file:line: why`).
+#[derive(Debug, Default)]
+pub struct RulesFile {
+    pub rules: Vec<Rule>,
+    /// Vectors prefixd does not know yet.
+    pub warnings: Vec<String>,
+    pub skipped: Vec<String>,
+}
+
+/// Parses a rules file, skipping malformed lines: one bad line costs its rule, not the others.
+pub fn parse_skipping(file: &str, text: &str) -> RulesFile {
+    let mut p = RulesFile::default();
     for (i, line) in text.lines().enumerate() {
         let origin = format!("{file}:{}", i + 1);
         match parse_line(line) {
             Ok(None) => {}
             Ok(Some((vector, conds, confidence))) => {
                 if !KNOWN_VECTORS.contains(&vector.as_str()) {
-                    warnings.push(format!(
+                    p.warnings.push(format!(
                         "{origin}: vector {vector:?} is not one prefixd v0.10.1 knows; if prefixd refuses it (422) the built-in vector is sent instead"
                     ));
                 }
-                rules.push(Rule {
+                p.rules.push(Rule {
                     vector,
                     conds,
                     confidence,
                     origin,
                 });
             }
-            Err(why) => errors.push(format!("{origin}: {why}")),
+            Err(why) => p.skipped.push(format!("{origin}: {why}")),
         }
     }
-    if errors.is_empty() {
-        Ok((rules, warnings))
-    } else {
-        Err(errors)
-    }
+    p
 }
 
 /// A rule's vector, conditions and `confidence=`, if the line holds one.

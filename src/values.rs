@@ -63,10 +63,31 @@ pub fn parse_count(s: &str, min: u32, max: u32) -> Result<u32, String> {
     }
 }
 
-/// Seconds as a decimal number ("1", "0.5"); zero only where `zero_ok`.
+/// A decimal number as written: with a dot (`0.5`), or with a decimal comma (`0,5`, as
+/// locales write it and the bash script's `sleep` took it) where the comma cannot mean
+/// anything else: exactly one comma, no dot, and not a thousands group (`3,600` could be
+/// 3.6 or 3600: refused).
+fn decimal(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    let (Some((int, frac)), false) = (t.split_once(','), t.contains('.')) else {
+        return Ok(t.to_string());
+    };
+    let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+    let whole = int.strip_prefix(['+', '-']).unwrap_or(int);
+    if frac.contains(',') || !digits(frac) || !digits(whole) {
+        return Ok(t.to_string()); // not a number either way; the caller says so
+    }
+    if frac.len() == 3 && whole.len() <= 3 && !whole.starts_with('0') {
+        return Err(format!(
+            "{t:?} could be {int}.{frac} (decimal comma) or {int}{frac} (thousands): write {int}.{frac} or {int}{frac}"
+        ));
+    }
+    Ok(format!("{int}.{frac}"))
+}
+
+/// Seconds as a decimal number ("1", "0.5", "0,5"); zero only where `zero_ok`.
 pub fn parse_seconds(s: &str, zero_ok: bool) -> Result<Duration, String> {
-    let n: f64 = s
-        .trim()
+    let n: f64 = decimal(s)?
         .parse()
         .map_err(|_| "expected a number of seconds".to_string())?;
     if !n.is_finite() || !(0.0..=86_400.0).contains(&n) || (n == 0.0 && !zero_ok) {
@@ -76,9 +97,9 @@ pub fn parse_seconds(s: &str, zero_ok: bool) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(n))
 }
 
-/// A fraction from 0 to 1 ("0.8").
+/// A fraction from 0 to 1 ("0.8", "0,8").
 pub fn parse_fraction(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
+    match decimal(s)?.parse::<f64>() {
         Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
         _ => Err("expected a number from 0 to 1".into()),
     }
@@ -138,5 +159,30 @@ mod tests {
         for bad in ["0", "-1", "soon", "NaN", "inf", "1e9", ""] {
             assert!(parse_seconds(bad, false).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_decimal_comma_is_read_where_it_cannot_mean_anything_else() {
+        let secs = |s: &str| parse_seconds(s, true).map(|d| d.as_secs_f64());
+        assert_eq!(secs("0,5"), Ok(0.5));
+        assert_eq!(secs(" 1,25 "), Ok(1.25));
+        assert_eq!(secs("0,500"), Ok(0.5), "a leading 0 is no thousands group");
+        assert_eq!(secs("12,5"), Ok(12.5));
+        assert_eq!(parse_fraction("0,8"), Ok(0.8));
+        // A thousands group, two commas, a comma beside a dot: refused, never guessed.
+        for bad in [
+            "3,600",
+            "1,000",
+            "1,000,000",
+            "1.000,5",
+            "0,5,",
+            ",5",
+            "5,",
+            "0;5",
+            "0,5s",
+        ] {
+            assert!(secs(bad).is_err(), "{bad}");
+        }
+        assert!(secs("3,600").unwrap_err().contains("could be 3.600"));
     }
 }

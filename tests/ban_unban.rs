@@ -740,6 +740,8 @@ fn env_file_is_read_and_the_environment_wins() {
 
 #[test]
 fn configuration_errors_exit_78_naming_variable_and_source() {
+    // Where to send is wrong: nothing is sent (78). The bad tuning value beside it is only a
+    // WARN with the default it was replaced by.
     let srv = Server::start();
     let mut sb = Sandbox::new(&srv.url);
     sb.write("env", "PREFIXD_TIMEOUT=soon\n");
@@ -749,11 +751,11 @@ fn configuration_errors_exit_78_naming_variable_and_source() {
     assert!(srv.requests().is_empty());
     let log = sb.log();
     assert!(
-        log.contains("configuration error: PREFIXD_TIMEOUT=soon (from "),
+        log.contains("WARN ban 192.0.2.10: PREFIXD_TIMEOUT=soon (from "),
         "{log}"
     );
     assert!(
-        log.contains("/env:1): expected a number of seconds"),
+        log.contains("/env:1): expected a number of seconds; using the default 5"),
         "{log}"
     );
     assert!(log.contains("configuration error: PREFIXD_API=localhost:8080 (from environment): must start with http:// or https://"), "{log}");

@@ -313,12 +313,13 @@ fn exit_codes_keep_their_cause_when_a_notice_is_kept() {
     assert_eq!(sb.run(&["192.0.2.50"], Some(UDP)).code, 77, "{}", sb.log());
     assert_eq!(kept_of(&sb, "192.0.2.50").len(), 2);
     assert_eq!(sb.run(&["--flush"], None).code, 77);
-    // A configuration error: 78, kept.
+    // A configuration error: 78, kept. (A bad tuning value no longer is one: it falls back
+    // to its default; a CA file that cannot be read still stops the call.)
     sb.set("PREFIXD_TOKEN", "right")
-        .set("PREFIXD_TIMEOUT", "soon");
+        .set("PREFIXD_CA_FILE", "/nonexistent/ca.pem");
     assert_eq!(sb.run(&["192.0.2.51"], Some(UDP)).code, 78);
     assert_eq!(kept_of(&sb, "192.0.2.51").len(), 1);
-    sb.unset("PREFIXD_TIMEOUT");
+    sb.unset("PREFIXD_CA_FILE");
     assert_eq!(sb.run(&["--flush"], None).code, 0, "{}", sb.log());
     assert_eq!(
         srv.banned_ips()

@@ -202,8 +202,9 @@ fn refused_token_and_bad_configuration_are_kept_for_after_the_fix() {
             .code,
         77
     );
+    // A CA file that cannot be read stops the call (a bad tuning value no longer does).
     sb.set("PREFIXD_TOKEN", "right")
-        .set("PREFIXD_TIMEOUT", "soon");
+        .set("PREFIXD_CA_FILE", "/nonexistent/ca.pem");
     assert_eq!(
         sb.run(&["192.0.2.11"], Some(b"Attack type: udp_flood\n"))
             .code,
@@ -211,7 +212,7 @@ fn refused_token_and_bad_configuration_are_kept_for_after_the_fix() {
     );
     assert_eq!(sb.spooled().len(), 2);
     assert_eq!(srv.requests().len(), 1);
-    sb.unset("PREFIXD_TIMEOUT");
+    sb.unset("PREFIXD_CA_FILE");
     assert_eq!(sb.run(&["--flush"], None).code, 0, "{}", sb.log());
     assert_eq!(srv.banned_ips(), ["192.0.2.10", "192.0.2.10", "192.0.2.11"]);
 }

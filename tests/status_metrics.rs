@@ -105,7 +105,12 @@ fn status_lists_a_kept_unban_with_its_error_and_exits_75() {
 fn status_is_a_configuration_error_with_a_bad_variable() {
     let srv = Server::start();
     let mut sb = Sandbox::new(&srv.url);
+    // A bad tuning value falls back to its default, as in every run (--check fails on it).
     sb.set("PREFIXD_SPOOL_MAX_AGE", "soon");
+    assert_eq!(sb.run(&["--status"], None).code, 0, "{}", sb.log());
+    assert!(sb.log().contains("using the default 3600"), "{}", sb.log());
+    // What has no safe default is a configuration error.
+    sb.set("PREFIXD_API", "localhost:8080");
     assert_eq!(sb.run(&["--status"], None).code, 78);
 }
 

@@ -32,6 +32,9 @@ pub struct Run {
     pub stdout: String,
     pub stderr: String,
     pub took: Duration,
+    /// What writing stdin met, as FastNetMon's write would (`Broken pipe` when the run exited
+    /// without reading it); None: all of it was taken.
+    pub write_error: Option<String>,
 }
 
 impl Sandbox {
@@ -165,14 +168,23 @@ impl Sandbox {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn binary");
+        let (tx, written) = std::sync::mpsc::channel();
         if let Some(data) = stdin {
             let mut pipe = child.stdin.take().unwrap();
             let data = data.to_vec();
             std::thread::spawn(move || {
-                let _ = pipe.write_all(&data);
+                let _ = tx.send(pipe.write_all(&data).map_err(|e| e.to_string()));
             });
+        } else {
+            let _ = tx.send(Ok(()));
         }
-        finish(child, started)
+        let mut run = finish(child, started);
+        // The run has ended: the write has too (all taken, or a broken pipe).
+        run.write_error = match written.recv_timeout(Duration::from_secs(10)) {
+            Ok(r) => r.err(),
+            Err(_) => Some("the write of stdin never ended".into()),
+        };
+        run
     }
 
     /// Starts the binary without waiting for it (for concurrent runs), stdout and stderr
@@ -226,6 +238,7 @@ fn finish(child: std::process::Child, started: Instant) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         took: started.elapsed(),
+        write_error: None,
     }
 }
 

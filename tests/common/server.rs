@@ -59,6 +59,21 @@ pub enum Behavior {
     Huge(u16),
 }
 
+impl Behavior {
+    /// A whole answer as something in front of prefixd sends it (a proxy's page): this status
+    /// line, these headers, this body, then the connection closed.
+    pub fn page(status_line: &str, headers: &[(&str, &str)], body: &str) -> Behavior {
+        let mut head = format!("HTTP/1.1 {status_line}\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        Behavior::Raw(format!(
+            "{head}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Mitigation {
     pub id: String,
@@ -114,6 +129,7 @@ struct State {
     bucket: Option<Bucket>,
     ttl: Option<Duration>,
     quota: Option<usize>,
+    body_limit: Option<usize>,
     /// Tokens left and when they were counted.
     tokens: Mutex<Option<(f64, std::time::Instant)>>,
     rate_limited: AtomicUsize,
@@ -141,7 +157,14 @@ pub struct Options {
     /// Active mitigations allowed at once (prefixd's per-customer quota, 5 by default; the
     /// stand-in has one customer); None: no limit.
     pub quota: Option<usize>,
+    /// Request bodies larger than this get 413 `length limit exceeded` (text/plain) before
+    /// anything else is looked at, as prefixd's `RequestBodyLimitLayer` (1 MiB) or a proxy's
+    /// lower limit does; None: no limit.
+    pub body_limit: Option<usize>,
 }
+
+/// prefixd's request body limit (shared/prefixd-api.md §0).
+pub const PREFIXD_BODY_LIMIT: usize = 1024 * 1024;
 
 impl Default for Options {
     fn default() -> Self {
@@ -157,6 +180,7 @@ impl Default for Options {
             bucket: None,
             ttl: None,
             quota: None,
+            body_limit: Some(PREFIXD_BODY_LIMIT),
         }
     }
 }
@@ -209,6 +233,7 @@ impl Server {
             bucket: opts.bucket,
             ttl: opts.ttl,
             quota: opts.quota,
+            body_limit: opts.body_limit,
             ..State::default()
         });
         let tls = opts.tls.then(|| {
@@ -549,6 +574,7 @@ fn reason(status: u16) -> &'static str {
         401 => "Unauthorized",
         404 => "Not Found",
         409 => "Conflict",
+        413 => "Payload Too Large",
         422 => "Unprocessable Entity",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
@@ -560,7 +586,11 @@ fn read_request<R: BufRead>(r: &mut R) -> Option<Recorded> {
     let mut line = String::new();
     r.read_line(&mut line).ok()?;
     let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
+    // Not HTTP (a TLS hello, say): no request, as hyper would not take it for one.
+    let method = parts
+        .next()
+        .filter(|m| m.bytes().all(|b| b.is_ascii_uppercase()))?
+        .to_string();
     let target = parts.next()?.to_string();
     let mut headers = Vec::new();
     let mut len = 0usize;
@@ -718,6 +748,10 @@ fn prefixd(st: &State, req: &Recorded) -> (u16, String) {
             429,
             r#"{"error":"rate_limited","retry_after_seconds":1}"#.into(),
         );
+    }
+    // The body limit comes before auth and JSON.
+    if st.body_limit.is_some_and(|max| req.body.len() > max) {
+        return (413, "length limit exceeded".into());
     }
     let path = req.target.split('?').next().unwrap_or("");
     match (req.method.as_str(), path) {

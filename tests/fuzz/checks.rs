@@ -58,8 +58,9 @@ pub fn details(data: &[u8]) {
         "every detected attack reaches prefixd's shipped threshold"
     );
     assert_eq!(choice.vector, choice.builtin);
-    let event = deliver::ban_event(&n, false, &choice).unwrap();
+    let (event, cut) = deliver::ban_event(&n, false, &choice, deliver::MAX_REQUEST_BODY).unwrap();
     let sent = json::to_string(&event);
+    assert!(sent.len() <= deliver::MAX_REQUEST_BODY, "{}", sent.len());
     let Ok(Value::Object(body)) = json::from_str::<Value>(&sent) else {
         panic!("not JSON: {sent}");
     };
@@ -67,7 +68,12 @@ pub fn details(data: &[u8]) {
     let Some(Value::Object(raw)) = body.get("raw_details") else {
         panic!("no raw_details: {sent}");
     };
-    assert!(matches!(raw.get("raw"), Some(Value::String(r)) if *r == text));
+    match cut {
+        None => assert!(matches!(raw.get("raw"), Some(Value::String(r)) if *r == text)),
+        Some(c) => assert!(
+            matches!(raw.get("raw"), Some(Value::String(r)) if text.starts_with(r.as_str()) && r.len() == c.kept)
+        ),
+    }
 }
 
 /// FastNetMon's `ban` call for `ip` with these details, as the binary builds it.
@@ -127,7 +133,7 @@ pub fn rules(data: &[u8]) {
             panic!("chose {chosen:?}, but the first rule that matches alone is {first:?}")
         }
     }
-    let event = deliver::ban_event(&n, false, &choice).unwrap();
+    let (event, _) = deliver::ban_event(&n, false, &choice, deliver::MAX_REQUEST_BODY).unwrap();
     assert_eq!(event.vector, choice.vector);
 }
 
@@ -139,6 +145,8 @@ pub fn replies(data: &[u8]) {
         status: 429,
         body: data.to_vec(),
         retry_after_header: None,
+        server: None,
+        content_type: Some("text/html".into()),
     };
     if let Some(wait) = reply.retry_after() {
         let secs = wait.as_secs();
