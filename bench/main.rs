@@ -159,6 +159,7 @@ fn burst(bin: &str, fixture: &Path, n: usize, delay: Duration) -> Burst {
 fn burst_against(bin: &str, fixture: &Path, n: usize, opts: Options) -> Burst {
     let slow = Server::with(opts);
     let env = Env::new(&format!("burst{n}"), &slow.url);
+
     let before = memory_now();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = {
@@ -681,8 +682,8 @@ fn renew_many(bin: &str, n: usize, delay: Duration) -> (Duration, usize) {
     let mut env = Env::new(&format!("renew{n}"), &srv.url);
     env.set("PREFIXD_RENEW_BEFORE", "86400");
     env.set("PREFIXD_DEADLINE", "120");
-    let spool = env.dir.join("spool");
-    std::fs::create_dir_all(&spool).unwrap();
+    let leases = env.dir.join("spool/leases");
+    std::fs::create_dir_all(&leases).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -694,7 +695,7 @@ fn renew_many(bin: &str, n: usize, delay: Duration) -> (Duration, usize) {
         let lease = format!(
             r#"{{"victim_ip":"{ip}","direction":"incoming","vector":"udp_flood","confidence":0.9,"pps":1000,"bps":null,"banned_ms":{now},"event_id":"8182c3a0-5b20-4dac-91b9-{i:012x}","mitigation_id":"{id}","expires_ms":null,"renewed_ms":null,"renewals":0,"waiting":null,"quota":false}}"#
         );
-        std::fs::write(spool.join(format!("{ip}.lease")), lease).unwrap();
+        std::fs::write(leases.join(format!("{ip}.lease")), lease).unwrap();
     }
     let took = time(env.cmd(bin, &["--flush"]), None);
     let renewed = srv

@@ -1,8 +1,9 @@
 //! Leases: a victim FastNetMon banned stays *held* until FastNetMon's unban, so that `--flush`
 //! can keep its mitigation alive past prefixd's TTL (prefixd ends a mitigation at its
 //! playbook's TTL unless another ban extends it: shared/prefixd-0.19.md §5). One file per
-//! victim in the spool directory, `<victim_ip>.lease`, written as notices are (temporary
-//! name → fsync → rename), so a crash leaves the old lease or the new one.
+//! victim in the spool directory's `leases/`, `<victim_ip>.lease`, written as notices are (temporary
+//! name → fsync → rename), so a crash leaves the old lease or the new one; the directory is
+//! fsynced in batches (`Spool::replace_text`).
 
 use crate::spool::Spool;
 use miniserde::{Deserialize, Serialize};
@@ -10,6 +11,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 const SUFFIX: &str = ".lease";
+/// Leases live apart from the notices: every run lists the notices (its victim's queue), and
+/// a carpet's thousand leases would make each listing a thousand entries longer.
+const DIR: &str = "leases";
 
 /// What a renewal sends again, and what became of the mitigation so far.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -39,17 +43,41 @@ pub struct Lease {
     pub quota: bool,
 }
 
-/// Where `victim_ip`'s lease lives.
+/// Where `victim_ip`'s lease lives: `<spool>/leases/<victim_ip>.lease`.
 pub fn path(dir: &Path, victim_ip: &str) -> PathBuf {
-    dir.join(format!("{victim_ip}{SUFFIX}"))
+    dir.join(DIR).join(format!("{victim_ip}{SUFFIX}"))
 }
 
-/// Writes (or replaces) the victim's lease durably.
-pub fn write(spool: &Spool, lease: &Lease) -> io::Result<()> {
+/// Writes (or replaces) the victim's lease; `durable`: fsynced (`Spool::replace_text`).
+pub fn write(spool: &Spool, lease: &Lease, durable: bool) -> io::Result<()> {
     let p = path(spool.dir(), &lease.victim_ip);
-    spool
-        .write_text(&p, &miniserde::json::to_string(lease), false)
-        .map(|_| ())
+    if let Some(parent) = p.parent().filter(|d| !d.is_dir()) {
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(parent)?;
+    }
+    let text = miniserde::json::to_string(lease);
+    if !durable {
+        // A ban's first lease (nothing to replace): created in place, one directory change
+        // instead of two — a carpet of runs queues on its directory's lock. One write of a few
+        // hundred bytes; a run killed between the create and the write leaves an empty file,
+        // which the next flush sets aside.
+        match new_file(&p, &text) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            r => return r,
+        }
+    }
+    spool.replace_text(&p, &text, durable)
+}
+
+fn new_file(p: &Path, text: &str) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(p)?
+        .write_all(text.as_bytes())
 }
 
 /// The victim's lease; `Ok(None)` when it holds none.
@@ -81,7 +109,10 @@ pub fn remove(dir: &Path, victim_ip: &str) -> io::Result<bool> {
 
 /// Every lease in the spool directory; an unreadable one as its path.
 pub fn all(dir: &Path) -> io::Result<Vec<Result<Lease, PathBuf>>> {
-    let paths = crate::spool::files_ending(dir, SUFFIX)?;
+    let paths = match crate::spool::files_ending(&dir.join(DIR), SUFFIX) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        r => r?,
+    };
     Ok(paths
         .into_iter()
         .filter_map(|p| match read_path(&p) {
@@ -117,17 +148,18 @@ mod tests {
             waiting: None,
             quota: false,
         };
-        write(&spool, &lease).unwrap();
+        write(&spool, &lease, true).unwrap();
         assert_eq!(
             read(tmp.path(), "2001:db8::10").unwrap(),
             Some(lease.clone())
         );
         let mut again = lease.clone();
         again.renewals = 1;
-        write(&spool, &again).unwrap();
+        write(&spool, &again, false).unwrap();
         assert_eq!(all(tmp.path()).unwrap(), vec![Ok(again)]);
         assert!(spool.list().unwrap().is_empty(), "a lease is not a notice");
         std::fs::write(path(tmp.path(), "192.0.2.1"), "{").unwrap();
+        assert_eq!(spool.list().unwrap().len(), 0);
         assert_eq!(
             all(tmp.path())
                 .unwrap()

@@ -259,7 +259,8 @@ fn settle(ctx: &Ctx, spool: Option<&Spool>, d: &Delivered, ip: &str) {
     };
     match d {
         Delivered::Ban(l) if !ctx.cfg.renew_max.is_zero() => {
-            if let Err(e) = lease::write(spool, l) {
+            // No fsync on a ban's path (README "How it works"); the flush's renewals are.
+            if let Err(e) = lease::write(spool, l, false) {
                 ctx.log.warn(&format!(
                     "ban {ip}: delivered, but its lease could not be written ({e}): not renewed"
                 ));

@@ -73,6 +73,15 @@ pub fn renew_all(ctx: &Ctx, spool: &Spool) -> Renewed {
         }
         return report;
     }
+    // The victims with notices waiting, from one listing: a lookup per victim would read the
+    // whole spool a thousand times. (A notice kept after this is kept under the victim's lock,
+    // which renew_one takes; and an unban ends the lease before it is kept.)
+    let waiting: std::collections::BTreeSet<String> = spool
+        .list()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| Some(crate::spool::Name::of(p)?.victim_ip))
+        .collect();
     // Unknown expiry first (a look is due), then the soonest to end.
     let mut ips: Vec<(u64, String)> = leases
         .into_iter()
@@ -97,7 +106,7 @@ pub fn renew_all(ctx: &Ctx, spool: &Spool) -> Renewed {
                     let done = if ctx.client.remaining().is_zero() {
                         Done::Failed
                     } else {
-                        renew_one(ctx, &spool, ip)
+                        renew_one(ctx, &spool, ip, waiting.contains(ip))
                     };
                     let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
                     match done {
@@ -111,6 +120,11 @@ pub fn renew_all(ctx: &Ctx, spool: &Spool) -> Renewed {
             });
         }
     });
+    // The leases written by the workers, durable together.
+    if let Err(e) = spool.sync() {
+        ctx.log
+            .warn(&format!("spool {}: leases not synced: {e}", dir.display()));
+    }
     report.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -128,8 +142,9 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// One held victim, under its lock: look, and renew if due.
-fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str) -> Done {
+/// One held victim, under its lock: look, and renew if due. `queued`: notices of its own wait
+/// in the spool.
+fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
     let dir = spool.dir();
     let Ok(Some(_turn)) = spool.lock_ip(ip, None) else {
         ctx.log
@@ -137,7 +152,7 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str) -> Done {
         return Done::Skipped;
     };
     // In the per-victim order: after the notices that wait for it (an unban among them).
-    if spool.queue_of(ip).is_ok_and(|q| !q.is_empty()) {
+    if queued {
         return Done::Skipped;
     }
     // Read again under the lock: an unban may have ended it since the list.
@@ -203,8 +218,9 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str) -> Done {
         "pending" | "active" | "escalated" => {
             let expires = at(&m.expires_at).and_then(|e| u64::try_from(e).ok());
             if expires.is_some_and(|e| e.saturating_sub(now) > renew_before_ms) {
+                // A note of when to look again: no fsync for it.
                 l.expires_ms = expires;
-                keep(ctx, spool, &l);
+                keep(ctx, spool, &l, false);
                 return Done::NotDue;
             }
             send(
@@ -316,7 +332,7 @@ fn send(ctx: &Ctx, spool: &Spool, l: &mut Lease, why: &str, now: u64) -> Done {
             next.renewed_ms = Some(now);
             next.renewals = l.renewals.saturating_add(1);
             *l = next;
-            keep(ctx, spool, l);
+            keep(ctx, spool, l, true);
             Done::Sent
         }
         Err(e @ Error::Refused(_)) => {
@@ -339,8 +355,8 @@ fn send(ctx: &Ctx, spool: &Spool, l: &mut Lease, why: &str, now: u64) -> Done {
     }
 }
 
-fn keep(ctx: &Ctx, spool: &Spool, l: &Lease) {
-    if let Err(e) = lease::write(spool, l) {
+fn keep(ctx: &Ctx, spool: &Spool, l: &Lease, durable: bool) {
+    if let Err(e) = lease::write(spool, l, durable) {
         ctx.log
             .warn(&format!("lease of {}: not written ({e})", l.victim_ip));
     }

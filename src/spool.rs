@@ -169,35 +169,29 @@ impl Spool {
         self.write_text(path, &miniserde::json::to_string(e), false)
     }
 
+    /// Replaces the file at `path` (a lease): a temporary file renamed over it, so a killed
+    /// run leaves the old one or the new one. `durable`: the temporary file is fsynced first;
+    /// the directory is fsynced with the removals, in batches (every 256 and by `sync`).
+    /// Without it nothing waits for the disk: a ban's run never did, and a lease is what a
+    /// flush rewrites (durably) when it renews. A power loss may take back a lease not made
+    /// durable yet: its victim is then not renewed, and its mitigation ends at prefixd's TTL.
+    pub fn replace_text(&self, path: &Path, text: &str, durable: bool) -> io::Result<()> {
+        self.write_file(path, text, false, durable)?;
+        if durable {
+            self.unsynced.set(self.unsynced.get() + 1);
+            if self.unsynced.get() >= SYNC_EVERY {
+                self.sync()?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes `text` as the file at `path` in the spool: a temporary file, fsynced, renamed,
     /// the directory fsynced. `new`: the name must not exist yet (a notice), and its
-    /// temporary file is one the sweep can put back; otherwise the file is replaced (a rewrite,
-    /// a lease) and a temporary file left by a killed run is only removed.
+    /// temporary file is one the sweep can put back; otherwise the file is replaced (a
+    /// rewrite) and a temporary file left by a killed run is only removed.
     pub fn write_text(&self, path: &Path, text: &str, new: bool) -> io::Result<Kept> {
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let tmp = match new {
-            true => self.dir.join(format!("{TMP}{name}")),
-            false => self.dir.join(format!("{TMP}{name}.{}", std::process::id())),
-        };
-        let written = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(new)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            if new && path.exists() {
-                return Err(io::Error::new(io::ErrorKind::AlreadyExists, "name taken"));
-            }
-            fs::rename(&tmp, path)
-        })();
-        if let Err(err) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(err);
-        }
+        self.write_file(path, text, new, true)?;
         // The notice is in place: a failed fsync of the directory is a risk, not a failure.
         let warning = self.sync().err().map(|err| {
             format!(
@@ -209,6 +203,40 @@ impl Spool {
             path: path.to_path_buf(),
             warning,
         })
+    }
+
+    /// Temporary file → fsync (`sync`) → rename.
+    fn write_file(&self, path: &Path, text: &str, new: bool, sync: bool) -> io::Result<()> {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        // Beside its target: a rename within one directory does not take the filesystem's
+        // rename lock, which a carpet of runs writing leases would queue on.
+        let beside = path.parent().unwrap_or(&self.dir);
+        let tmp = match new {
+            true => beside.join(format!("{TMP}{name}")),
+            false => beside.join(format!("{TMP}{name}.{}", std::process::id())),
+        };
+        let written = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(new)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            if sync {
+                f.sync_all()?;
+            }
+            if new && path.exists() {
+                return Err(io::Error::new(io::ErrorKind::AlreadyExists, "name taken"));
+            }
+            fs::rename(&tmp, path)
+        })();
+        if let Err(err) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(err);
+        }
+        Ok(())
     }
 
     pub fn read(path: &Path) -> io::Result<Result<Entry, String>> {

@@ -104,7 +104,7 @@ impl Sandbox {
         use prefixd_fastnetmon::spool::{Entry, Name};
         let back = (secs * 1000.0) as u64;
         for lease in self.leases() {
-            let path = self.dir.join("spool").join(format!("{lease}.lease"));
+            let path = self.dir.join("spool/leases").join(format!("{lease}.lease"));
             let text = std::fs::read_to_string(&path).unwrap();
             let (head, rest) = text.split_once("\"banned_ms\":").unwrap();
             let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
@@ -127,7 +127,7 @@ impl Sandbox {
 
     /// The held victims: the IPs of the leases in the spool directory, sorted.
     pub fn leases(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.dir.join("spool"))
+        let mut v: Vec<String> = std::fs::read_dir(self.dir.join("spool/leases"))
             .map(|rd| {
                 rd.filter_map(|e| e.ok())
                     .filter_map(|e| {
