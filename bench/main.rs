@@ -159,7 +159,6 @@ fn burst(bin: &str, fixture: &Path, n: usize, delay: Duration) -> Burst {
 fn burst_against(bin: &str, fixture: &Path, n: usize, opts: Options) -> Burst {
     let slow = Server::with(opts);
     let env = Env::new(&format!("burst{n}"), &slow.url);
-
     let before = memory_now();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = {

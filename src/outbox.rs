@@ -289,6 +289,9 @@ pub struct FlushReport {
     pub stopped: Option<Error>,
     /// What became of the held victims' renewals.
     pub renewed: crate::renew::Renewed,
+    /// Victims whose ban this flush delivered: their mitigations are fresh, so the renewal
+    /// pass does not look at them (the next flush does).
+    pub banned: std::collections::BTreeSet<String>,
 }
 
 /// Delivers one victim's spooled notices in order, holding its lock. A notice that cannot go
@@ -375,6 +378,9 @@ fn deliver_victim(
         match send(ctx, &notice, !is_own) {
             Ok(d) => {
                 settle(ctx, Some(spool), &d, ip);
+                if matches!(d, Delivered::Ban(_)) {
+                    report.banned.insert(ip.to_string());
+                }
                 if let Err(e) = spool.remove(path) {
                     let e = Error::Internal(format!(
                         "{what} {ip} delivered, but {} could not be removed: {e}",
@@ -515,6 +521,6 @@ pub fn flush(ctx: &Ctx, spool: &Spool, wait: bool) -> Result<FlushReport, Error>
     }
     spool.sync().map_err(io)?;
     // The held victims, after the notices (an unban among them ends its victim's lease).
-    report.renewed = crate::renew::renew_all(ctx, spool);
+    report.renewed = crate::renew::renew_all(ctx, spool, &report.banned);
     Ok(report)
 }

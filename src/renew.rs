@@ -13,6 +13,7 @@ use crate::metrics::{self, Renewal};
 use crate::outbox::Ctx;
 use crate::spool::Spool;
 use crate::time;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,8 +37,9 @@ pub struct Renewed {
     pub skipped: usize,
 }
 
-/// Renews what is due, `WORKERS` victims at a time, most urgent first, within the deadline.
-pub fn renew_all(ctx: &Ctx, spool: &Spool) -> Renewed {
+/// Renews what is due, `WORKERS` victims at a time, most urgent first, within the deadline;
+/// `fresh`: victims this flush has just banned, left for the next one.
+pub fn renew_all(ctx: &Ctx, spool: &Spool, fresh: &BTreeSet<String>) -> Renewed {
     let dir = spool.dir();
     let mut leases = match lease::all(dir) {
         Ok(l) => l,
@@ -76,7 +78,7 @@ pub fn renew_all(ctx: &Ctx, spool: &Spool) -> Renewed {
     // The victims with notices waiting, from one listing: a lookup per victim would read the
     // whole spool a thousand times. (A notice kept after this is kept under the victim's lock,
     // which renew_one takes; and an unban ends the lease before it is kept.)
-    let waiting: std::collections::BTreeSet<String> = spool
+    let waiting: BTreeSet<String> = spool
         .list()
         .unwrap_or_default()
         .iter()
@@ -86,6 +88,7 @@ pub fn renew_all(ctx: &Ctx, spool: &Spool) -> Renewed {
     let mut ips: Vec<(u64, String)> = leases
         .into_iter()
         .flatten()
+        .filter(|l| !fresh.contains(&l.victim_ip))
         .map(|l| (l.expires_ms.unwrap_or(0), l.victim_ip))
         .collect();
     ips.sort();
