@@ -652,7 +652,7 @@ mod tests {
 /// Properties over generated details text: what the parser reads back is exactly what was
 /// written, counts near u64::MAX saturate, and no cut or garbled text makes it panic.
 #[cfg(test)]
-mod props {
+pub(crate) mod props {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
@@ -825,7 +825,7 @@ mod props {
 
     /// The busiest port, computed apart from the code under test: exact sums in u128, clamped
     /// to u64 (what saturating adds give), ties to the lower port.
-    fn model_top(samples: &[(u16, u16, u64)], source: bool) -> Option<u16> {
+    pub(crate) fn model_top(samples: &[(u16, u16, u64)], source: bool) -> Option<u16> {
         let mut sums: BTreeMap<u16, u128> = BTreeMap::new();
         for (s, d, n) in samples {
             *sums.entry(if source { *s } else { *d }).or_default() += u128::from(*n);

@@ -565,7 +565,6 @@ mod props {
     use super::*;
     use crate::details;
     use proptest::prelude::*;
-    use std::collections::BTreeMap;
 
     use crate::proptest_cases as cases;
 
@@ -883,15 +882,7 @@ mod props {
             } else {
                 self.packets.clone()
             };
-            let mut sums: BTreeMap<u16, u128> = BTreeMap::new();
-            for (s, d, n) in samples {
-                *sums.entry(if source { s } else { d }).or_default() += u128::from(n);
-            }
-            let clamp = |n: u128| n.min(u128::from(u64::MAX));
-            let best = sums.values().map(|n| clamp(*n)).max()?;
-            sums.into_iter()
-                .find(|(_, n)| clamp(*n) == best)
-                .map(|(p, _)| p)
+            crate::details::props::model_top(&samples, source)
         }
 
         fn holds(&self, c: &Cond) -> bool {
