@@ -162,6 +162,16 @@ pub struct Mitigation {
     pub reason: Option<String>,
 }
 
+/// The statuses a notify client acts on: what `status=pending,active,escalated` lists.
+pub fn is_active(status: Option<&str>) -> bool {
+    matches!(status, Some("pending" | "active" | "escalated"))
+}
+
+/// prefixd's mitigation ids are UUIDs: anything else is never put in a URL path.
+pub fn is_mitigation_id(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
 #[derive(Serialize, Debug)]
 pub struct Withdraw {
     pub operator_id: String,

@@ -2,8 +2,8 @@
 //! answer means for the operator (log line, exit code).
 
 use crate::api::{
-    Answer, BanOutcome, Client, Endpoint, Event, EventReply, Mitigation, MitigationList, NextPage,
-    Withdraw,
+    self, Answer, BanOutcome, Client, Endpoint, Event, EventReply, Mitigation, MitigationList,
+    NextPage, Withdraw,
 };
 use crate::config::Config;
 use crate::error::Error;
@@ -619,12 +619,7 @@ pub fn unban(
                 // Never act on a row that is not this victim's active mitigation, whatever
                 // filter the server applied or whatever it left out.
                 .filter(|m| m.victim_ip.as_deref() == Some(ip.as_str()))
-                .filter(|m| {
-                    matches!(
-                        m.status.as_deref(),
-                        Some("pending" | "active" | "escalated")
-                    )
-                })
+                .filter(|m| api::is_active(m.status.as_deref()))
                 .filter_map(|m| Some((m.mitigation_id.clone()?, m)))
                 .collect();
             if !active.is_empty()
@@ -798,7 +793,7 @@ fn lookup(client: &Client, log: &Log, ip: &str, path: &str) -> Result<Mitigation
 }
 
 fn withdraw(client: &Client, log: &Log, ip: &str, id: &str, body: &str) -> Result<(), Error> {
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+    if !api::is_mitigation_id(id) {
         return Err(Error::Refused(format!(
             "prefixd listed a mitigation_id that is not a UUID: {id:?}"
         )));
@@ -831,17 +826,25 @@ fn still_active(client: &Client, log: &Log, id: &str) -> Result<bool, Error> {
     struct One {
         status: Option<String>,
     }
+    let one: Option<One> = mitigation(client, log, id)?;
+    Ok(one.is_some_and(|m| api::is_active(m.status.as_deref())))
+}
+
+/// `GET /v1/mitigations/{id}`, read as `T` (as little of it as the caller needs). None:
+/// unknown to prefixd (404), or an id that is not one (never put in a URL).
+pub fn mitigation<T: miniserde::Deserialize>(
+    client: &Client,
+    log: &Log,
+    id: &str,
+) -> Result<Option<T>, Error> {
+    if !api::is_mitigation_id(id) {
+        return Ok(None);
+    }
     let what = format!("GET /v1/mitigations/{id}");
     let path = format!("/v1/mitigations/{id}");
     match client.ask(log, Endpoint::Mitigation, "GET", &path, || Ok(None))? {
-        Answer::Gone(_) => Ok(false),
-        Answer::Done(reply) => {
-            let one: One = reply.json(&what).map_err(Error::NotDelivered)?;
-            Ok(matches!(
-                one.status.as_deref(),
-                Some("pending" | "active" | "escalated")
-            ))
-        }
+        Answer::Gone(_) => Ok(None),
+        Answer::Done(reply) => reply.json(&what).map(Some).map_err(Error::NotDelivered),
         other => Err(client.unexpected(other, &what)),
     }
 }

@@ -5,7 +5,7 @@
 //! mitigation ends within PREFIXD_RENEW_BEFORE gets its ban sent again — never after the
 //! unban, never against a person's withdrawal, never past PREFIXD_RENEW_MAX.
 
-use crate::api::{Answer, Endpoint, Mitigation};
+use crate::api::Mitigation;
 use crate::deliver::{self, Posted};
 use crate::error::Error;
 use crate::lease::{self, Lease};
@@ -75,6 +75,17 @@ pub fn renew_all(ctx: &Ctx, spool: &Spool, fresh: &BTreeSet<String>) -> Renewed 
         }
         return report;
     }
+    // Unknown expiry first (a look is due), then the soonest to end.
+    let mut ips: Vec<(u64, String)> = leases
+        .into_iter()
+        .flatten()
+        .filter(|l| !fresh.contains(&l.victim_ip))
+        .map(|l| (l.expires_ms.unwrap_or(0), l.victim_ip))
+        .collect();
+    ips.sort();
+    if ips.is_empty() {
+        return report;
+    }
     // The victims with notices waiting, from one listing: a lookup per victim would read the
     // whole spool a thousand times. (A notice kept after this is kept under the victim's lock,
     // which renew_one takes; and an unban ends the lease before it is kept.)
@@ -84,14 +95,6 @@ pub fn renew_all(ctx: &Ctx, spool: &Spool, fresh: &BTreeSet<String>) -> Renewed 
         .iter()
         .filter_map(|p| Some(crate::spool::Name::of(p)?.victim_ip))
         .collect();
-    // Unknown expiry first (a look is due), then the soonest to end.
-    let mut ips: Vec<(u64, String)> = leases
-        .into_iter()
-        .flatten()
-        .filter(|l| !fresh.contains(&l.victim_ip))
-        .map(|l| (l.expires_ms.unwrap_or(0), l.victim_ip))
-        .collect();
-    ips.sort();
     let next = AtomicUsize::new(0);
     let report = Mutex::new(report);
     std::thread::scope(|scope| {
@@ -194,7 +197,7 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
     {
         return Done::NotDue;
     }
-    let m = match look(ctx, &id) {
+    let m: Mitigation = match deliver::mitigation(ctx.client, ctx.log, &id) {
         Ok(Some(m)) => m,
         Ok(None) => {
             ctx.log.warn(&format!(
@@ -290,23 +293,6 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
                 now,
             )
         }
-    }
-}
-
-/// `GET /v1/mitigations/{id}`; None: unknown to prefixd.
-fn look(ctx: &Ctx, id: &str) -> Result<Option<Mitigation>, Error> {
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
-        return Ok(None);
-    }
-    let what = format!("GET /v1/mitigations/{id}");
-    let path = format!("/v1/mitigations/{id}");
-    match ctx
-        .client
-        .ask(ctx.log, Endpoint::Mitigation, "GET", &path, || Ok(None))?
-    {
-        Answer::Gone(_) => Ok(None),
-        Answer::Done(reply) => reply.json(&what).map(Some).map_err(Error::NotDelivered),
-        other => Err(ctx.client.unexpected(other, &what)),
     }
 }
 
