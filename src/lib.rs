@@ -22,6 +22,7 @@ mod outbox;
 pub mod pretty;
 mod renew;
 pub mod rules;
+mod service_user;
 pub mod spool;
 mod status;
 pub mod time;
