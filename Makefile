@@ -34,11 +34,15 @@ demo: static stub
 # The real FastNetMon drives the static binary (tests/e2e.rs), in both generations: 1.2.4
 # (Debian bookworm's package, on the host) and 1.2.9 (Debian 13's, from a trixie chroot built
 # once under target/ and reused). One at a time: FastNetMon's API listens on a fixed port.
+# 1.2.9 runs as Debian 13 runs it: our .deb (of the static binary) installed in the chroot,
+# FastNetMon as its unit's User=fastnetmon.
 TRIXIE_ROOT := target/e2e/trixie
+E2E_DEB      = target/e2e/prefixd-fastnetmon_$(VERSION)_amd64.deb
 e2e: static
 	@test -x /usr/sbin/fastnetmon || { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fastnetmon) >/dev/null; }
 	@bash tests/e2e/trixie-root.sh $(TRIXIE_ROOT)
-	PFN_BIN=$(CURDIR)/$(STATIC) PFN_TRIXIE_ROOT=$(CURDIR)/$(TRIXIE_ROOT) \
+	@$(MAKE) -s deb DEB_ARCHS=amd64 BIN_amd64=$(STATIC) DEBDIR=target/e2e LINTIAN= >/dev/null
+	PFN_BIN=$(CURDIR)/$(STATIC) PFN_TRIXIE_ROOT=$(CURDIR)/$(TRIXIE_ROOT) PFN_DEB=$(CURDIR)/$(E2E_DEB) \
 	  $(CARGO) test --locked --test e2e -- --ignored --nocapture --test-threads=1
 
 # Speed, memory and size next to curl and a bash+curl+jq script (bench/), in one run.

@@ -27,18 +27,165 @@ enum Generation {
     V129,
 }
 
-/// FastNetMon, stopped by its PID when dropped — also when an assertion fails — and the mount
-/// points it needed inside its chroot unmounted after it.
+/// FastNetMon, stopped by its PID when dropped — also when an assertion fails.
 struct Detector {
     child: Child,
+    /// Where its log lines go: its `--log_file` (1.2.4), or its stdout and stderr — the
+    /// journal under systemd — with `--log_to_console` as Debian 13's unit runs it (1.2.9).
     log: String,
-    mounts: Vec<String>,
 }
 
 impl Drop for Detector {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?}: {text}");
+    text
+}
+
+/// A Debian 13 host of its own for one test: an overlay of the trixie chroot (which stays as
+/// built), with /proc, /dev and the sandbox (at the same path, so that every path in
+/// FastNetMon's configuration means the same file on both sides) mounted into it; all of it
+/// unmounted on drop, the overlay's changes thrown away with its directory.
+struct Host {
+    root: String,
+    mounts: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Host {
+    fn new(sb: &Sandbox) -> Host {
+        let dir = tempfile::Builder::new()
+            .prefix("pfn-trixie-")
+            .tempdir()
+            .unwrap();
+        let at = |p: &str| dir.path().join(p).display().to_string();
+        for d in ["upper", "work", "root"] {
+            std::fs::create_dir(at(d)).unwrap();
+        }
+        let (root, upper, work) = (at("root"), at("upper"), at("work"));
+        let mut host = Host {
+            root: root.clone(),
+            mounts: Vec::new(),
+            _dir: dir,
+        };
+        let opts = format!("lowerdir={},upperdir={upper},workdir={work}", trixie_root());
+        host.mount(&["-t", "overlay", "overlay", "-o", &opts], &root);
+        let sandbox = sb.dir.display().to_string();
+        host.mount(&["-t", "proc", "proc"], &format!("{root}/proc"));
+        host.mount(&["--bind", "/dev"], &format!("{root}/dev"));
+        host.mount(&["--bind", &sandbox], &format!("{root}{sandbox}"));
+        host
+    }
+
+    fn mount(&mut self, args: &[&str], at: &str) {
+        std::fs::create_dir_all(at).unwrap();
+        run(Command::new("mount").args(args).arg(at));
+        self.mounts.push(at.to_string());
+    }
+
+    /// A path inside, as seen from outside.
+    fn path(&self, p: &str) -> String {
+        format!("{}{p}", self.root)
+    }
+
+    /// `program` inside, as root or as `user` (uid, gid: systemd's `User=`/`Group=`), with the
+    /// environment systemd gives a unit (and `User=`'s additions).
+    fn command(&self, user: Option<(u32, u32)>, program: &str) -> Command {
+        let mut c = Command::new("chroot");
+        if let Some((u, g)) = user {
+            c.arg(format!("--userspec={u}:{g}"))
+                .arg(format!("--groups={g}"));
+        }
+        c.arg(&self.root)
+            .arg(program)
+            .env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin");
+        if user.is_some() {
+            c.env("HOME", "/nonexistant")
+                .env("USER", "fastnetmon")
+                .env("LOGNAME", "fastnetmon")
+                .env("SHELL", "/usr/sbin/nologin");
+        }
+        c
+    }
+
+    /// A user's uid and primary gid from the host's own /etc/passwd.
+    fn user(&self, name: &str) -> Option<(u32, u32)> {
+        let passwd = std::fs::read_to_string(self.path("/etc/passwd")).unwrap();
+        passwd.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f[0] == name).then(|| (f[2].parse().unwrap(), f[3].parse().unwrap()))
+        })
+    }
+
+    /// The user and group the flush unit runs as: its drop-in's `User=`/`Group=`, else root.
+    fn flush_user(&self) -> (u32, u32) {
+        let dropin =
+            std::fs::read_to_string(self.path(
+                "/etc/systemd/system/prefixd-fastnetmon-flush.service.d/fastnetmon-user.conf",
+            ))
+            .unwrap_or_default();
+        match dropin.lines().find_map(|l| l.strip_prefix("User=")) {
+            Some(name) => self.user(name).expect("the drop-in's user exists"),
+            None => (0, 0),
+        }
+    }
+
+    /// Installs our .deb (`PFN_DEB`) beside Debian's FastNetMon: after it (the chroot has it),
+    /// or before it (FastNetMon purged — which takes its user too — then ours, then FastNetMon
+    /// again from apt's cache). Returns what dpkg said.
+    fn install(&self, order: Order) -> String {
+        let deb = std::env::var("PFN_DEB").expect("PFN_DEB: run `make e2e`");
+        std::fs::copy(&deb, self.path("/tmp/prefixd-fastnetmon.deb")).unwrap();
+        let dpkg = |args: &[&str]| run(self.command(None, "dpkg").args(args));
+        match order {
+            Order::OursAfter => dpkg(&["-i", "/tmp/prefixd-fastnetmon.deb"]),
+            Order::OursFirst => {
+                let cached = std::fs::read_dir(self.path("/var/cache/apt/archives"))
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .find(|n| n.starts_with("fastnetmon_") && n.ends_with(".deb"))
+                    .expect("fastnetmon's .deb in the chroot's apt cache");
+                let mut said = dpkg(&["--purge", "fastnetmon"]);
+                assert_eq!(self.user("fastnetmon"), None, "purged with its user");
+                said += &dpkg(&["-i", "/tmp/prefixd-fastnetmon.deb"]);
+                said += &dpkg(&["-i", &format!("/var/cache/apt/archives/{cached}")]);
+                said
+            }
+        }
+    }
+
+    /// Sets our variables in /etc/default/prefixd as an operator does: in the file itself,
+    /// which keeps its owner and mode.
+    fn configure(&self, vars: &[(&str, &str)]) {
+        let path = self.path("/etc/default/prefixd");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        for (k, v) in vars {
+            text = text
+                .lines()
+                .filter(|l| !l.trim_start_matches('#').starts_with(&format!("{k}=")))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            text.push_str(&format!("{k}={v}\n"));
+        }
+        std::fs::write(&path, text).unwrap();
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
         for m in self.mounts.iter().rev() {
             let ok = Command::new("umount")
                 .arg(m)
@@ -52,19 +199,90 @@ impl Drop for Detector {
     }
 }
 
-fn mount(args: &[&str]) {
-    let st = Command::new("mount").args(args).status().expect("mount");
-    assert!(st.success(), "mount {args:?}");
+/// Which package comes first on a fresh Debian 13.
+#[derive(Clone, Copy, Debug)]
+enum Order {
+    OursAfter,
+    OursFirst,
 }
 
-/// Runs a FastNetMon program of this generation (e.g. its API client).
-fn fastnetmon_command(g: Generation, program: &str) -> Command {
-    match g {
-        Generation::V124 => Command::new(program),
-        Generation::V129 => {
-            let mut c = Command::new("chroot");
-            c.arg(trixie_root()).arg(program);
-            c
+/// Where the hook is and how it runs. 1.2.4 as the first e2e had it (the host, root,
+/// configured through FastNetMon's environment); 1.2.9 as Debian 13 runs it: our .deb
+/// installed before FastNetMon, FastNetMon as its unit's `User=fastnetmon` with the unit's
+/// environment, the env file edited in place, the flush as the flush unit's user.
+struct Deployment {
+    host: Option<Host>,
+    sb: Sandbox,
+}
+
+impl Deployment {
+    fn new(g: Generation, api: &str) -> Deployment {
+        let sb = Sandbox::new(api);
+        let host = (g == Generation::V129).then(|| {
+            let host = Host::new(&sb);
+            let said = host.install(Order::OursFirst);
+            assert!(
+                said.contains("FastNetMon runs the hook as fastnetmon:fastnetmon"),
+                "{said}"
+            );
+            host.configure(&[("PREFIXD_API", api)]);
+            host
+        });
+        Deployment { host, sb }
+    }
+
+    /// Our variables: in FastNetMon's environment (1.2.4), in /etc/default/prefixd (1.2.9).
+    fn set(&mut self, vars: &[(&str, &str)]) {
+        match &self.host {
+            Some(host) => host.configure(vars),
+            None => {
+                for (k, v) in vars {
+                    self.sb.set(k, v);
+                }
+            }
+        }
+    }
+
+    fn log(&self) -> String {
+        match &self.host {
+            Some(host) => std::fs::read_to_string(host.path("/var/log/prefixd-fastnetmon.log"))
+                .unwrap_or_default(),
+            None => self.sb.log(),
+        }
+    }
+
+    fn leases(&self) -> Vec<String> {
+        match &self.host {
+            Some(host) => std::fs::read_dir(host.path("/var/spool/prefixd-fastnetmon/leases"))
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| n.ends_with(".lease"))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            None => self.sb.leases(),
+        }
+    }
+
+    /// `--flush`, as the timer runs it: as the flush unit's user with its `UMask=0077`.
+    fn flush(&self) -> i32 {
+        match &self.host {
+            Some(host) => host
+                .command(Some(host.flush_user()), "/bin/sh")
+                .args(["-c", "umask 077; exec /usr/bin/prefixd-fastnetmon --flush"])
+                .stdin(Stdio::null())
+                .output()
+                .map_or(-1, |o| o.status.code().unwrap_or(-1)),
+            None => self.sb.run(&["--flush"], None).code,
+        }
+    }
+
+    /// A FastNetMon program (its API client), as root.
+    fn fastnetmon_command(&self, program: &str) -> Command {
+        match &self.host {
+            Some(host) => host.command(None, program),
+            None => Command::new(program),
         }
     }
 }
@@ -73,89 +291,102 @@ fn trixie_root() -> String {
     std::env::var("PFN_TRIXIE_ROOT").expect("PFN_TRIXIE_ROOT: run `make e2e`")
 }
 
-/// Starts FastNetMon with our binary as its notify program. Its stdin is a pipe nobody writes
-/// to: what a generation passes on to the unban call (its own stdin, or /dev/null) shows.
-fn start_fastnetmon(
-    g: Generation,
-    sb: &Sandbox,
-    netflow_port: u16,
-) -> (Detector, std::process::ChildStdin) {
-    let dir = sb.dir.display().to_string();
-    let mut mounts = Vec::new();
-    let notify = match g {
-        Generation::V124 => common::BIN.to_string(),
-        Generation::V129 => {
-            // The sandbox appears inside the chroot at the same path, so every path in the
-            // configuration and in our environment means the same file on both sides; the
-            // static binary is copied into it.
-            let root = trixie_root();
-            for (what, args) in [
-                ("proc", vec!["-t", "proc", "proc"]),
-                ("dev", vec!["--bind", "/dev"]),
-                (&dir[1..], vec!["--bind", dir.as_str()]),
-            ] {
-                let at = format!("{root}/{what}");
-                std::fs::create_dir_all(&at).unwrap();
-                let mut a = args.clone();
-                a.push(&at);
-                mount(&a);
-                mounts.push(at);
-            }
-            let bin = sb.path("prefixd-fastnetmon");
-            std::fs::copy(&*common::BIN, &bin).unwrap();
-            bin
-        }
+/// Whether something listens on 127.0.0.1:`port`: `/proc/net/udp`, or `tcp` and `tcp6` in
+/// LISTEN (FastNetMon's gRPC API binds an IPv4-mapped IPv6 socket).
+fn listening(proto: &str, port: u16) -> bool {
+    let local = format!("0100007F:{port:04X}");
+    let tables: &[&str] = match proto {
+        "udp" => &["udp"],
+        _ => &["tcp", "tcp6"],
     };
+    tables.iter().any(|t| {
+        std::fs::read_to_string(format!("/proc/net/{t}"))
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.get(1).is_some_and(|a| a.ends_with(&local))
+                    && (proto == "udp" || f.get(3) == Some(&"0A"))
+            })
+    })
+}
+
+/// FastNetMon's API (fastnetmon_api_client's fixed address).
+const API_PORT: u16 = 50052;
+
+/// Starts FastNetMon with our binary as its notify program and waits until it can take what
+/// the test sends: its NetFlow socket bound and its API listening — what it needs, rather
+/// than a line of its log, which it writes before it binds. Its stdin is a pipe nobody
+/// writes to: what a generation passes on to the unban call (its own stdin) shows.
+fn start_fastnetmon(d: &Deployment, netflow_port: u16) -> (Detector, std::process::ChildStdin) {
+    let sb = &d.sb;
+    let dir = sb.dir.display().to_string();
     std::fs::write(format!("{dir}/networks_list"), "203.0.113.0/24\n").unwrap();
     std::fs::write(format!("{dir}/networks_whitelist"), "").unwrap();
+    let notify = match d.host {
+        None => common::BIN.to_string(),
+        Some(_) => "/usr/bin/prefixd-fastnetmon".to_string(),
+    };
     let conf = include_str!("e2e/fastnetmon.conf")
         .replace("@DIR@", &dir)
         .replace("@NOTIFY@", &notify)
         .replace("@NETFLOW_PORT@", &netflow_port.to_string());
     let conf_path = sb.write("fastnetmon.conf", &conf);
-    let log = sb.path("fastnetmon.log");
-    let mut cmd = fastnetmon_command(g, FASTNETMON);
-    cmd.args([
-        "--configuration_file",
-        &conf_path,
-        "--log_file",
-        &log,
-        "--disable_pid_logic",
-    ])
-    .env_clear()
-    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-    .current_dir(&sb.dir)
-    .stdin(Stdio::piped())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    // Our configuration reaches the notify program through FastNetMon's environment.
-    for (k, v) in &sb.env {
-        cmd.env(k, v);
-    }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            drop(Detector {
-                child: Command::new("true").spawn().unwrap(),
-                log,
-                mounts,
-            });
-            panic!("start fastnetmon (make e2e installs it): {e}");
+    let (mut cmd, log) = match &d.host {
+        None => {
+            let log = sb.path("fastnetmon.log");
+            let mut cmd = Command::new(FASTNETMON);
+            cmd.args(["--log_file", &log])
+                .env_clear()
+                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+            // Our configuration reaches the notify program through FastNetMon's environment.
+            cmd.envs(sb.env.iter().map(|(k, v)| (k, v)));
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+            (cmd, log)
+        }
+        Some(host) => {
+            // As its unit: `User=fastnetmon`, `--log_to_console` into the journal (a file
+            // here, FastNetMon's stdout and stderr), in a directory it may write.
+            let user = host.user("fastnetmon").expect("Debian's fastnetmon user");
+            std::os::unix::fs::chown(&sb.dir, Some(user.0), Some(user.1)).unwrap();
+            let journal = sb.path("journal");
+            let out = std::fs::File::create(&journal).unwrap();
+            let mut cmd = host.command(Some(user), FASTNETMON);
+            cmd.arg("--log_to_console")
+                .stdout(out.try_clone().unwrap())
+                .stderr(out);
+            (cmd, journal)
         }
     };
+    cmd.args(["--configuration_file", &conf_path, "--disable_pid_logic"])
+        .current_dir(&sb.dir)
+        .stdin(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("start fastnetmon (make e2e installs it): {e}"));
     let stdin = child.stdin.take().unwrap();
-    let d = Detector { child, log, mounts };
-    wait_for(
-        "FastNetMon to listen for NetFlow",
-        Duration::from_secs(30),
+    let mut fnm = Detector { child, log };
+    let started = Instant::now();
+    wait_for_or(
+        "FastNetMon's NetFlow socket and its API",
+        Duration::from_secs(60),
+        || listening("udp", netflow_port) && listening("tcp", API_PORT),
         || {
-            std::fs::read_to_string(&d.log)
-                .unwrap_or_default()
-                .contains("netflow")
+            format!(
+                "NetFlow 127.0.0.1:{netflow_port} bound: {}; API 127.0.0.1:{API_PORT} listening: {}; FastNetMon: {:?}\nits log:\n{}",
+                listening("udp", netflow_port),
+                listening("tcp", API_PORT),
+                fnm.child.try_wait(),
+                std::fs::read_to_string(&fnm.log).unwrap_or_default()
+            )
         },
     );
-    std::thread::sleep(Duration::from_millis(500));
-    (d, stdin)
+    eprintln!(
+        "FastNetMon took NetFlow and API calls {:?} after its start",
+        started.elapsed()
+    );
+    (fnm, stdin)
 }
 
 /// NetFlow v5: 24-byte header, 48-byte records.
@@ -198,13 +429,16 @@ struct Flood {
     outgoing: bool,
 }
 
-/// Sends floods to 127.0.0.1:port for `secs` (4 datagrams of 30 flows × 50 packets a second
-/// per victim): bounded in time and count, loopback only.
-fn send_floods(port: u16, floods: &[Flood], secs: u64) -> usize {
+/// Sends floods to 127.0.0.1:port (4 datagrams of 30 flows × 50 packets a second per victim)
+/// for `secs`, and on, up to `max` seconds, until `done` — an attack lasts until the detector
+/// has seen it, however long a cold start takes. Bounded in time and count, loopback only.
+fn send_floods(port: u16, floods: &[Flood], secs: u64, max: u64, done: impl Fn() -> bool) -> usize {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let started = Instant::now();
     let (mut seq, mut sent) = (0u32, 0usize);
-    while started.elapsed() < Duration::from_secs(secs) && sent < 10_000 {
+    let going =
+        |t: Duration| t < Duration::from_secs(secs) || (t < Duration::from_secs(max) && !done());
+    while going(started.elapsed()) && sent < 20_000 {
         let uptime = 60_000 + started.elapsed().as_millis() as u32;
         for f in floods {
             let flows: Vec<_> = (1..=30u8)
@@ -235,13 +469,22 @@ fn send_floods(port: u16, floods: &[Flood], secs: u64) -> usize {
     sent
 }
 
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+fn wait_for(what: &str, limit: Duration, done: impl FnMut() -> bool) {
+    wait_for_or(what, limit, done, String::new);
+}
+
+/// As `wait_for`, with what to show when it times out.
+fn wait_for_or(
+    what: &str,
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+    why: impl FnOnce() -> String,
+) {
     let started = Instant::now();
     while !done() {
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
+        if started.elapsed() >= limit {
+            panic!("timed out after {limit:?} waiting for {what}\n{}", why());
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -258,8 +501,8 @@ fn bans_for(srv: &Server, ip: &str) -> Vec<std::collections::BTreeMap<String, Va
 }
 
 /// The log lines about leases and renewals, for a failure message.
-fn sb_log_lines(sb: &Sandbox) -> Vec<&'static str> {
-    let log: &'static str = Box::leak(sb.log().into_boxed_str());
+fn renewal_lines(d: &Deployment) -> Vec<&'static str> {
+    let log: &'static str = Box::leak(d.log().into_boxed_str());
     log.lines()
         .filter(|l| {
             l.contains("renewal")
@@ -349,6 +592,120 @@ fn fastnetmon_1_2_9_drives_the_binary_end_to_end() {
     drives_the_binary_end_to_end(Generation::V129);
 }
 
+#[test]
+#[ignore = "needs the Debian 13 chroot with FastNetMon 1.2.9: run `make e2e`"]
+fn the_package_gives_fastnetmons_user_its_files_in_either_install_order() {
+    for order in [Order::OursAfter, Order::OursFirst] {
+        let srv = Server::with(Options {
+            token: Some("t0ken".into()),
+            ..Options::of(server::Generation::V0_19_1)
+        });
+        let sb = Sandbox::new(&srv.url);
+        let host = Host::new(&sb);
+        let said = host.install(order);
+        assert!(
+            said.contains("FastNetMon runs the hook as fastnetmon:fastnetmon (User= in /usr/lib/systemd/system/fastnetmon.service)"),
+            "{order:?}: {said}"
+        );
+        let fastnetmon = host.user("fastnetmon").unwrap();
+        let (uid, gid) = fastnetmon;
+        let adm: u32 = std::fs::read_to_string(host.path("/etc/group"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("adm:x:"))
+            .and_then(|r| r.split(':').next()?.parse().ok())
+            .unwrap();
+        let meta = |p: &str| {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::metadata(host.path(p)).unwrap();
+            (m.uid(), m.gid(), m.mode() & 0o7777)
+        };
+        for (path, want) in [
+            ("/etc/default/prefixd", (0, gid, 0o640)),
+            ("/var/spool/prefixd-fastnetmon", (uid, gid, 0o2770)),
+            ("/var/log/prefixd-fastnetmon.log", (uid, adm, 0o640)),
+        ] {
+            assert_eq!(meta(path), want, "{order:?}: {path}");
+        }
+        assert_eq!(
+            host.flush_user(),
+            fastnetmon,
+            "{order:?}: the flush unit's user"
+        );
+        eprintln!(
+            "{order:?}: env file root:fastnetmon 0640, spool fastnetmon:fastnetmon 2770, log fastnetmon:adm 0640, flush as fastnetmon"
+        );
+
+        // The env file edited in place, as the README says; --check as root tells the truth
+        // for FastNetMon's user, and passes as that user.
+        host.configure(&[("PREFIXD_API", &srv.url), ("PREFIXD_TOKEN", "t0ken")]);
+        let check = run(host
+            .command(None, "/usr/bin/prefixd-fastnetmon")
+            .arg("--check"));
+        assert!(
+            check.contains("✔ FastNetMon runs the hook as fastnetmon (uid ")
+                && check.contains("fastnetmon can read it, nobody else but root")
+                && check.contains("all checks passed"),
+            "{order:?}: {check}"
+        );
+        run(host
+            .command(Some(fastnetmon), "/usr/bin/prefixd-fastnetmon")
+            .arg("--check"));
+
+        // A ban as FastNetMon's user, then a flush as the flush unit's.
+        let mut ban = host
+            .command(Some(fastnetmon), "/usr/bin/prefixd-fastnetmon")
+            .args(["203.0.113.10", "incoming", "150000", "ban"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let details = common::fixture("ban_ipv4_udp_flood.txt");
+            ban.stdin
+                .take()
+                .unwrap()
+                .write_all(details.as_bytes())
+                .unwrap();
+        }
+        let out = ban.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{order:?}: {out:?}");
+        assert_eq!(srv.banned_ips(), ["203.0.113.10"]);
+        let flush = host
+            .command(Some(host.flush_user()), "/usr/bin/prefixd-fastnetmon")
+            .arg("--flush")
+            .status()
+            .unwrap();
+        assert_eq!(flush.code(), Some(0), "{order:?}");
+
+        // Removed, and FastNetMon purged with its user: nothing of ours is left owned by it.
+        run(host
+            .command(None, "dpkg")
+            .args(["-r", "prefixd-fastnetmon"]));
+        let left = run(host.command(None, "find").args([
+            "/etc/default/prefixd",
+            "/etc/systemd/system",
+            "/var/spool/prefixd-fastnetmon",
+            "/var/log",
+            "-uid",
+            &uid.to_string(),
+        ]));
+        assert_eq!(
+            left.trim(),
+            "",
+            "{order:?}: owned by fastnetmon after the remove"
+        );
+        assert!(
+            !std::path::Path::new(&host.path(
+                "/etc/systemd/system/prefixd-fastnetmon-flush.service.d/fastnetmon-user.conf"
+            ))
+            .exists()
+        );
+    }
+}
+
 /// Our debug line for each call of `action` (see `how_called` in main.rs).
 fn calls(log: &str, action: &str) -> Vec<String> {
     log.lines()
@@ -372,17 +729,24 @@ fn drives_the_binary_end_to_end(g: Generation) {
     };
     // A TTL of 3 s against FastNetMon's ban_time of 10 s (and more while the flood lasts):
     // only renewals keep a victim covered until its unban.
+    // The token reaches prefixd from the env file the package made FastNetMon's user's (1.2.9).
+    let token = "e2e-token";
     let srv = Server::with(Options {
         ttl: Some(Duration::from_secs(3)),
+        token: Some(token.into()),
         ..Options::of(prefixd)
     });
-    let mut sb = Sandbox::new(&srv.url);
-    sb.set("UNBAN_QUERY_RETRIES", "2")
-        .set("PREFIXD_RETRIES", "2")
-        .set("PREFIXD_DEADLINE", "8")
-        .set("PREFIXD_RENEW_BEFORE", "2")
-        .set("PREFIXD_DEBUG", "1");
-    let (fnm, _fnm_stdin) = start_fastnetmon(g, &sb, netflow_port);
+    let mut d = Deployment::new(g, &srv.url);
+    d.set(&[
+        ("PREFIXD_TOKEN", token),
+        ("UNBAN_QUERY_RETRIES", "2"),
+        ("PREFIXD_RETRIES", "2"),
+        ("PREFIXD_DEADLINE", "8"),
+        ("PREFIXD_RENEW_BEFORE", "2"),
+        ("PREFIXD_DEBUG", "1"),
+    ]);
+    let d = d;
+    let (fnm, _fnm_stdin) = start_fastnetmon(&d, netflow_port);
 
     // Phase 1: prefixd up. UDP, SYN, ICMP, an outgoing flood, two at once, and a manual ban.
     let ip = |last: u8| Ipv4Addr::new(203, 0, 113, last);
@@ -443,21 +807,36 @@ fn drives_the_binary_end_to_end(g: Generation) {
                 if stop.load(std::sync::atomic::Ordering::SeqCst) {
                     break;
                 }
-                let _ = sb.run(&["--flush"], None);
+                let _ = d.flush();
                 std::thread::sleep(Duration::from_secs(1));
             }
         });
         let ended = || stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let phase = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let manual = fastnetmon_command(g, "fastnetmon_api_client")
+            let manual = d
+                .fastnetmon_command("fastnetmon_api_client")
                 .args(["ban", "203.0.113.30"])
                 .output();
-            let sent = send_floods(netflow_port, &floods, 8);
+            let all_banned = || victims.iter().all(|v| !bans_for(&srv, v).is_empty());
+            let sent = send_floods(netflow_port, &floods, 8, 40, all_banned);
             eprintln!("phase 1: {sent} NetFlow datagrams in {:?}", t0.elapsed());
-            wait_for(
+            wait_for_or(
                 "a ban for every flooded victim",
                 Duration::from_secs(30),
-                || victims.iter().all(|v| !bans_for(&srv, v).is_empty()),
+                all_banned,
+                || {
+                    let missing: Vec<_> = victims
+                        .iter()
+                        .filter(|v| bans_for(&srv, v).is_empty())
+                        .collect();
+                    let fnm_log = std::fs::read_to_string(&fnm.log).unwrap_or_default();
+                    let tail: Vec<&str> = fnm_log.lines().rev().take(40).collect();
+                    format!(
+                        "not banned: {missing:?}\nFastNetMon's last lines (newest first):\n{}\nours:\n{}",
+                        tail.join("\n"),
+                        d.log()
+                    )
+                },
             );
             let banned_after = t0.elapsed();
             wait_for(
@@ -485,7 +864,7 @@ fn drives_the_binary_end_to_end(g: Generation) {
         f64::from(covered) * 100.0 / f64::from(samples.max(1))
     );
     assert!(samples > 0);
-    let renewals: Vec<&str> = sb_log_lines(&sb);
+    let renewals: Vec<&str> = renewal_lines(&d);
     assert_eq!(
         covered,
         samples,
@@ -535,7 +914,7 @@ fn drives_the_binary_end_to_end(g: Generation) {
         );
         assert!(withdrawn(&srv, victim), "{victim}");
     }
-    let log = sb.log();
+    let log = d.log();
     match g {
         Generation::V124 => assert!(
             log.contains("attack_details 203.0.113.10 incoming pps="),
@@ -616,11 +995,16 @@ fn drives_the_binary_end_to_end(g: Generation) {
         other => panic!("fastnetmon_api_client ban failed: {other:?}"),
     }
 
-    // Phase 2: prefixd down when the attack starts; the ban is kept, delivered by --flush once
-    // prefixd is back, before FastNetMon's unban.
+    if let Some(host) = &d.host {
+        the_log_as_debian_13_keeps_it(&d, host, &srv);
+    }
+
+    // Phase 2: prefixd down when the attack starts; the ban is kept, delivered by --flush (as
+    // the flush unit's user) once prefixd is back, before FastNetMon's unban.
     let port = srv.addr.port();
     drop(srv);
     let t1 = Instant::now();
+    let kept = || d.log().contains("ban 203.0.113.60 kept in the spool");
     send_floods(
         netflow_port,
         &[Flood {
@@ -630,15 +1014,22 @@ fn drives_the_binary_end_to_end(g: Generation) {
             outgoing: false,
         }],
         6,
+        30,
+        kept,
     );
     wait_for(
         "the ban to be kept in the spool",
         Duration::from_secs(30),
-        || sb.log().contains("ban 203.0.113.60 kept in the spool"),
+        kept,
     );
-    let srv = Server::bind(&format!("127.0.0.1:{port}"), Options::of(prefixd));
-    let flush = sb.run(&["--flush"], None);
-    assert_eq!(flush.code, 0, "{}", sb.log());
+    let srv = Server::bind(
+        &format!("127.0.0.1:{port}"),
+        Options {
+            token: Some(token.into()),
+            ..Options::of(prefixd)
+        },
+    );
+    assert_eq!(d.flush(), 0, "{}", d.log());
     let bans = bans_for(&srv, "203.0.113.60");
     assert_eq!(bans.len(), 1);
     assert!(matches!(
@@ -653,10 +1044,88 @@ fn drives_the_binary_end_to_end(g: Generation) {
         "phase 2: kept, flushed and withdrawn {:?} after the flood began",
         t1.elapsed()
     );
+    // Each unban ended its victim's lease: nothing is renewed after it. (The manual bans are
+    // FastNetMon's to end: no flood, no unban within the test.)
+    let unbanned: Vec<String> = victims
+        .iter()
+        .chain(&["203.0.113.60"])
+        .map(|v| format!("{v}.lease"))
+        .collect();
+    wait_for_or(
+        "no lease of an unbanned victim",
+        Duration::from_secs(10),
+        || d.leases().iter().all(|l| !unbanned.contains(l)),
+        || format!("{:?}", d.leases()),
+    );
     let fnm_log = std::fs::read_to_string(&fnm.log).unwrap_or_default();
     assert!(
         fnm_log.contains("Subprocess exit code: 19200"),
         "FastNetMon saw exit 75 (raw status 75*256):\n{fnm_log}"
     );
+    assert!(!d.log().contains(token), "the token is never logged");
     eprintln!("{g:?}: end to end in {:?}", started.elapsed());
+}
+
+/// 1.2.9 as Debian 13 runs it: after `logrotate -f` the hook (FastNetMon's user) still writes
+/// its log; a log it cannot open sends its lines to FastNetMon's journal instead.
+fn the_log_as_debian_13_keeps_it(d: &Deployment, host: &Host, srv: &Server) {
+    let log = host.path("/var/log/prefixd-fastnetmon.log");
+    let manual_ban = |ip: &str| {
+        run(d
+            .fastnetmon_command("fastnetmon_api_client")
+            .args(["ban", ip]));
+        wait_for("the manual ban", Duration::from_secs(15), || {
+            !bans_for(srv, ip).is_empty()
+        });
+    };
+    run(host.command(None, "logrotate").args([
+        "-f",
+        "-s",
+        "/tmp/logrotate.state",
+        "/etc/logrotate.d/prefixd-fastnetmon",
+    ]));
+    assert!(
+        std::path::Path::new(&format!("{log}.1")).exists(),
+        "rotated"
+    );
+    let fastnetmon = host.user("fastnetmon").unwrap();
+    let owner = |p: &str| {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(p).unwrap();
+        (m.uid(), m.mode() & 0o777)
+    };
+    assert_eq!(
+        owner(&log),
+        (fastnetmon.0, 0o640),
+        "logrotate's new log keeps the owner"
+    );
+    manual_ban("203.0.113.31");
+    wait_for(
+        "the hook's line in the new log",
+        Duration::from_secs(10),
+        || d.log().contains("ban 203.0.113.31"),
+    );
+
+    // A log FastNetMon's user cannot open: the lines reach FastNetMon's journal.
+    std::os::unix::fs::chown(&log, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&log, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    manual_ban("203.0.113.32");
+    let journal = d.sb.path("journal");
+    wait_for_or(
+        "the hook's lines in FastNetMon's journal",
+        Duration::from_secs(10),
+        || {
+            let j = std::fs::read_to_string(&journal).unwrap_or_default();
+            j.contains("WARN cannot open log /var/log/prefixd-fastnetmon.log: Permission denied")
+                && j.contains("INFO ban 203.0.113.32")
+        },
+        || std::fs::read_to_string(&journal).unwrap_or_default(),
+    );
+    assert!(!d.log().contains("203.0.113.32"));
+    // The package's own-files gives it back.
+    run(&mut host.command(None, "/usr/lib/prefixd-fastnetmon/own-files"));
+    assert_eq!(owner(&log).0, fastnetmon.0);
+    eprintln!(
+        "V129: the log survives logrotate -f; an unwritable log goes to FastNetMon's journal"
+    );
 }

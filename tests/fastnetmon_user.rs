@@ -54,6 +54,8 @@ fn deployed(api: &str) -> Sandbox {
         .env("PREFIXD_SPOOL", sb.path("spool"))
         .env("PREFIXD_LOG", sb.path("log"))
         .env("PFN_FLUSH_DROPIN", sb.path("flush.d/fastnetmon-user.conf"))
+        // Debug lines on stderr must not be taken for the answer (make e2e found that).
+        .env("PREFIXD_DEBUG", "1")
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");

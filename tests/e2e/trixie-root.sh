@@ -5,8 +5,15 @@
 # project. usage: tests/e2e/trixie-root.sh DIR
 set -euo pipefail
 root=${1:?usage: trixie-root.sh DIR}
-if [ -x "$root/usr/sbin/fastnetmon" ]; then exit 0; fi
+# FastNetMon, and logrotate to rotate our log as Debian does.
+packages="fastnetmon logrotate"
 apt_get() { DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
+if [ -x "$root/usr/sbin/fastnetmon" ]; then
+  # A chroot built by an earlier version of this script: what it lacks, added in place.
+  [ -x "$root/usr/sbin/logrotate" ] || chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q logrotate >>"$root.log" 2>&1 \
+    || { tail -20 "$root.log" >&2; exit 1; }
+  exit 0
+fi
 command -v debootstrap >/dev/null || { apt_get update -qq && apt_get install -y -qq debootstrap; } >/dev/null
 mirror=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
 [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $2 !~ /^\[/ {print $2; exit} $1 == "deb" {print $3; exit}' /etc/apt/sources.list 2>/dev/null)
@@ -25,7 +32,7 @@ printf '#!/bin/sh\nexit 101\n' >"$partial/usr/sbin/policy-rc.d"
 chmod 755 "$partial/usr/sbin/policy-rc.d"
 mount -t proc proc "$partial/proc"
 trap 'umount "$partial/proc" 2>/dev/null || true' EXIT
-chroot "$partial" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q fastnetmon >>"$partial.log" 2>&1 \
+chroot "$partial" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $packages >>"$partial.log" 2>&1 \
   || { tail -20 "$partial.log" >&2; exit 1; }
 umount "$partial/proc"
 trap - EXIT
