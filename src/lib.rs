@@ -3,32 +3,19 @@
 //! own, so the compiler reports what nothing uses.
 
 pub mod action;
-pub mod api;
-mod check;
 pub mod cli;
 pub mod config;
-pub mod deliver;
-pub mod details;
-pub mod envfile;
 pub mod error;
-mod files;
-mod lease;
+pub mod fastnetmon;
 pub mod lifecycle;
 pub mod log;
-mod metrics;
 pub mod modes;
-pub mod notice;
-mod outbox;
+mod operator;
+pub mod prefixd;
 pub mod pretty;
-mod renew;
-pub mod rules;
 pub mod spool;
-mod status;
 pub mod time;
-mod tls;
-mod token;
 mod uuid;
-mod values;
 
 /// Few proptest cases by default so `cargo test` stays fast; `PROPTEST_CASES=100000` digs
 /// deeper. (tests/fuzz_inputs.rs, a crate of its own, keeps a copy.)

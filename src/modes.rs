@@ -4,10 +4,12 @@
 
 use crate::action::Action;
 use crate::error::Error;
-use crate::notice::{self, Notice};
-use crate::outbox::Pending;
-use crate::spool::Spool;
-use crate::{api, cli, config, deliver, lifecycle, log, outbox};
+use crate::fastnetmon::notice::{self, Notice};
+use crate::prefixd::{api, deliver};
+use crate::spool::outbox;
+use crate::spool::outbox::Pending;
+use crate::spool::queue::Spool;
+use crate::{cli, config, lifecycle, log};
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -201,7 +203,8 @@ pub fn flush(run: &Run) -> Result<(), Error> {
 /// `--check`: the doctor's report on stdout; its first failure on stderr too.
 pub fn check(run: &Run) -> Result<(), Error> {
     run.log.stdout(&format!("{}\n", cli::version()));
-    crate::check::run(run.loaded, run.deadline, run.log).inspect_err(|e| to_stderr(run.log, e))
+    crate::operator::check::run(run.loaded, run.deadline, run.log)
+        .inspect_err(|e| to_stderr(run.log, e))
 }
 
 fn flush_spool(run: &Run) -> Result<(), Error> {
@@ -262,7 +265,7 @@ pub fn status(loaded: &config::Loaded, log: &log::Log, verbose: bool) -> Result<
     if let Some(e) = loaded.errors.first() {
         return Err(Error::Config(e.clone()));
     }
-    let (text, waiting) = crate::status::report(&loaded.config, verbose);
+    let (text, waiting) = crate::operator::status::report(&loaded.config, verbose);
     log.stdout(&text);
     if waiting {
         return Err(Error::NotDelivered("notices wait in the spool".into()));
@@ -278,7 +281,9 @@ fn publish_metrics(cfg: &config::Config, log: &log::Log, deadline: Instant) {
     let spool = cfg.spool.as_deref().and_then(|d| Spool::open(d).ok());
     // Some time even for a run that used its deadline; the watchdog still ends it by then.
     let until = deadline.max(Instant::now() + Duration::from_millis(200));
-    if let Err(e) = crate::metrics::publish(path, cfg.spool.as_deref(), spool.as_ref(), until) {
+    if let Err(e) =
+        crate::operator::metrics::publish(path, cfg.spool.as_deref(), spool.as_ref(), until)
+    {
         log.warn(&format!("metrics not written: {e}"));
     }
 }

@@ -6,9 +6,14 @@
 
 use miniserde::json::{self, Value};
 use prefixd_fastnetmon::action::Action;
-use prefixd_fastnetmon::api::{BanOutcome, EventReply, Health, MitigationList, NextPage, Reply};
-use prefixd_fastnetmon::notice::{Notice, RawDetails};
-use prefixd_fastnetmon::{deliver, details, envfile, pretty, rules, spool::Entry};
+use prefixd_fastnetmon::config::envfile;
+use prefixd_fastnetmon::fastnetmon::notice::{Notice, RawDetails};
+use prefixd_fastnetmon::fastnetmon::{details, rules};
+use prefixd_fastnetmon::prefixd::api::{
+    BanOutcome, EventReply, Health, MitigationList, NextPage, Reply,
+};
+use prefixd_fastnetmon::prefixd::deliver;
+use prefixd_fastnetmon::{pretty, spool::queue::Entry};
 
 /// The env-file parser: a parsed value written back as a double-quoted assignment (escaping
 /// what the format escapes) parses to the same key and value.

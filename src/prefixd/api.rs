@@ -396,14 +396,14 @@ impl Client {
             None => None,
             Some(path) => {
                 let certs: Vec<rustls::pki_types::CertificateDer<'static>> =
-                    crate::files::load_ca_file(path)
+                    crate::config::files::load_ca_file(path)
                         .map_err(Error::Config)?
                         .iter()
                         .map(|c| c.der().to_vec().into())
                         .collect();
                 let what = format!("PREFIXD_CA_FILE {}", path.display());
                 Some(
-                    crate::tls::config(&certs)
+                    crate::prefixd::tls::config(&certs)
                         .map_err(|e| Error::Config(format!("{what}: {e}")))?,
                 )
             }
@@ -436,7 +436,7 @@ impl Client {
             }
             Some(tls) => ureq::Agent::with_parts(
                 config,
-                tcp.chain(crate::tls::CaFileConnector(tls)),
+                tcp.chain(crate::prefixd::tls::CaFileConnector(tls)),
                 resolver,
             ),
         };
@@ -490,7 +490,7 @@ impl Client {
         };
         let took = started.elapsed().as_secs_f64();
         if result.is_ok() {
-            crate::metrics::took(started.elapsed());
+            crate::operator::metrics::took(started.elapsed());
         }
         match &result {
             Ok(r) => log.debug(&format!("{method} {url} -> {} in {took:.3}s", r.status)),
@@ -904,7 +904,7 @@ fn client_hello(host: &str) -> Option<Vec<u8>> {
 impl Client {
     /// A failed exchange in words an operator can act on.
     fn describe(&self, e: ureq::Error) -> String {
-        if let Some(tls) = crate::tls::rustls_error(&e) {
+        if let Some(tls) = crate::prefixd::tls::rustls_error(&e) {
             let host = self
                 .base
                 .parse::<http::Uri>()
@@ -913,7 +913,7 @@ impl Client {
                 .unwrap_or_default();
             return format!(
                 "TLS handshake failed: {}",
-                crate::tls::words(tls, &host, self.ca_file.as_deref())
+                crate::prefixd::tls::words(tls, &host, self.ca_file.as_deref())
             );
         }
         match e {

@@ -1,17 +1,18 @@
 //! A notice → prefixd: the ban event, or the unban lookup and withdrawals, and what each
 //! answer means for the operator (log line, exit code).
 
-use crate::api::{
+use crate::config::Config;
+use crate::error::Error;
+use crate::fastnetmon::details;
+use crate::fastnetmon::notice::Notice;
+use crate::fastnetmon::rules::{self, Rule};
+use crate::log::Log;
+use crate::prefixd::api::{
     self, Answer, BanOutcome, Client, Endpoint, Event, EventReply, Mitigation, MitigationList,
     NextPage, Withdraw,
 };
-use crate::config::Config;
-use crate::error::Error;
-use crate::lease::Lease;
-use crate::log::Log;
-use crate::notice::Notice;
-use crate::rules::{self, Rule};
-use crate::{details, time, uuid};
+use crate::spool::lease::Lease;
+use crate::{time, uuid};
 use miniserde::json::{Number, Object, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -944,7 +945,7 @@ mod tests {
     fn notice_with(details: &str) -> Notice {
         let (n, _) = Notice::parse("192.0.2.10", None, Some("90000"), None).unwrap();
         n.with_details(
-            crate::notice::RawDetails {
+            crate::fastnetmon::notice::RawDetails {
                 text: details.into(),
                 truncated: false,
             },
@@ -954,7 +955,7 @@ mod tests {
 
     #[test]
     fn a_bans_body_stays_within_its_limit_whatever_its_details() {
-        let keep = crate::notice::KEEP_DETAILS;
+        let keep = crate::fastnetmon::notice::KEEP_DETAILS;
         // As stdin is kept: the first KEEP_DETAILS bytes (whole characters here).
         let cut_to = |s: String| {
             let mut end = keep.min(s.len());

@@ -4,7 +4,7 @@
 
 use crate::action::Action;
 use crate::pretty::printable;
-use crate::spool::Entry;
+use crate::spool::queue::Entry;
 use std::io::Read;
 use std::net::IpAddr;
 use std::sync::{Arc, Condvar, Mutex};

@@ -5,7 +5,7 @@
 //! `PREFIXD_METRICS` file is rewritten atomically (tmp in the same directory → rename).
 
 use crate::action::Action;
-use crate::spool::{self, Name, Spool};
+use crate::spool::queue::{self, Name, Spool};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -317,7 +317,7 @@ pub fn publish(
     let state = state_path(spool_dir, metrics);
     let lock_path = state.with_extension("lock");
     let what = |e: std::io::Error, p: &Path| format!("{}: {e}", p.display());
-    let _lock = spool::lock_file(&lock_path, Some(until))
+    let _lock = queue::lock_file(&lock_path, Some(until))
         .map_err(|e| what(e, &lock_path))?
         .ok_or_else(|| format!("{}: busy until our deadline", lock_path.display()))?;
     let mut totals = stored(&state);
@@ -325,7 +325,7 @@ pub fn publish(
     replace(&state, &totals.to_text()).map_err(|e| what(e, &state))?;
     let (spooled, oldest) = spool_gauges(spool);
     let held = spool_dir
-        .and_then(|d| crate::lease::all(d).ok())
+        .and_then(|d| crate::spool::lease::all(d).ok())
         .map_or(0, |l| l.len());
     replace(metrics, &render(&totals, spooled, oldest, held)).map_err(|e| what(e, metrics))?;
     // Counted once: a second publish in this run adds nothing again.

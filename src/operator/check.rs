@@ -2,11 +2,11 @@
 //! configuration in force with where each value came from, then one ✔/✘ line per check:
 //! env file, log, spool, CA file, rules, prefixd's health, and an authenticated request.
 
-use crate::api::{Answer, Client, Endpoint, Health};
 use crate::config::{Loaded, Source};
 use crate::error::Error;
 use crate::log::Log;
-use crate::spool::Spool;
+use crate::prefixd::api::{Answer, Client, Endpoint, Health};
+use crate::spool::queue::Spool;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Instant;
 
@@ -119,7 +119,7 @@ pub fn run(loaded: &Loaded, deadline: Instant, log: &Log) -> Result<(), Error> {
 
     match &cfg.ca_file {
         None => r.ok("TLS roots: the bundled Mozilla roots".into()),
-        Some(p) => match crate::files::load_ca_file(p) {
+        Some(p) => match crate::config::files::load_ca_file(p) {
             Ok(certs) => r.ok(format!(
                 "CA file {}: {} certificate(s)",
                 p.display(),

@@ -5,13 +5,13 @@
 //! mitigation ends within PREFIXD_RENEW_BEFORE gets its ban sent again — never after the
 //! unban, never against a person's withdrawal, never past PREFIXD_RENEW_MAX.
 
-use crate::api::Mitigation;
-use crate::deliver::{self, Posted};
 use crate::error::Error;
-use crate::lease::{self, Lease};
-use crate::metrics::{self, Renewal};
-use crate::outbox::Ctx;
-use crate::spool::Spool;
+use crate::operator::metrics::{self, Renewal};
+use crate::prefixd::api::Mitigation;
+use crate::prefixd::deliver::{self, Posted};
+use crate::spool::lease::{self, Lease};
+use crate::spool::outbox::Ctx;
+use crate::spool::queue::Spool;
 use crate::time;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -93,7 +93,7 @@ pub fn renew_all(ctx: &Ctx, spool: &Spool, fresh: &BTreeSet<String>) -> Renewed 
         .list()
         .unwrap_or_default()
         .iter()
-        .filter_map(|p| Some(crate::spool::Name::of(p)?.victim_ip))
+        .filter_map(|p| Some(crate::spool::queue::Name::of(p)?.victim_ip))
         .collect();
     let next = AtomicUsize::new(0);
     let report = Mutex::new(report);

@@ -5,7 +5,7 @@
 //! name → fsync → rename), so a crash leaves the old lease or the new one; the directory is
 //! fsynced in batches (`Spool::replace_text`).
 
-use crate::spool::Spool;
+use crate::spool::queue::Spool;
 use miniserde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -109,7 +109,7 @@ pub fn remove(dir: &Path, victim_ip: &str) -> io::Result<bool> {
 
 /// Every lease in the spool directory; an unreadable one as its path.
 pub fn all(dir: &Path) -> io::Result<Vec<Result<Lease, PathBuf>>> {
-    let paths = match crate::spool::files_ending(&dir.join(DIR), SUFFIX) {
+    let paths = match crate::spool::queue::files_ending(&dir.join(DIR), SUFFIX) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         r => r?,
     };

@@ -4,15 +4,15 @@
 //! unban never withdraws a newer ban. A victim with nothing waiting never waits for anyone.
 
 use crate::action::Action;
-use crate::api::Client;
 use crate::config::Config;
-use crate::deliver::{self, Delivered};
 use crate::error::Error;
-use crate::lease;
+use crate::fastnetmon::notice::Notice;
 use crate::log::Log;
-use crate::metrics::{self, Fate};
-use crate::notice::Notice;
-use crate::spool::{Entry, Name, Spool};
+use crate::operator::metrics::{self, Fate};
+use crate::prefixd::api::Client;
+use crate::prefixd::deliver::{self, Delivered};
+use crate::spool::lease;
+use crate::spool::queue::{Entry, Name, Spool};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -288,7 +288,7 @@ pub struct FlushReport {
     /// Why the first notice left was not delivered.
     pub stopped: Option<Error>,
     /// What became of the held victims' renewals.
-    pub renewed: crate::renew::Renewed,
+    pub renewed: crate::spool::renew::Renewed,
     /// Victims whose ban this flush delivered: their mitigations are fresh, so the renewal
     /// pass does not look at them (the next flush does).
     pub banned: std::collections::BTreeSet<String>,
@@ -521,6 +521,6 @@ pub fn flush(ctx: &Ctx, spool: &Spool, wait: bool) -> Result<FlushReport, Error>
     }
     spool.sync().map_err(io)?;
     // The held victims, after the notices (an unban among them ends its victim's lease).
-    report.renewed = crate::renew::renew_all(ctx, spool, &report.banned);
+    report.renewed = crate::spool::renew::renew_all(ctx, spool, &report.banned);
     Ok(report)
 }
