@@ -14,6 +14,7 @@ mod operator;
 pub mod prefixd;
 pub mod pretty;
 pub mod spool;
+mod tally;
 pub mod time;
 mod uuid;
 

@@ -490,7 +490,7 @@ impl Client {
         };
         let took = started.elapsed().as_secs_f64();
         if result.is_ok() {
-            crate::operator::metrics::took(started.elapsed());
+            crate::tally::took(started.elapsed());
         }
         match &result {
             Ok(r) => log.debug(&format!("{method} {url} -> {} in {took:.3}s", r.status)),

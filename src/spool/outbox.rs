@@ -8,11 +8,11 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::fastnetmon::notice::Notice;
 use crate::log::Log;
-use crate::operator::metrics::{self, Fate};
 use crate::prefixd::api::Client;
 use crate::prefixd::deliver::{self, Delivered};
 use crate::spool::lease;
 use crate::spool::queue::{Entry, Name, Spool};
+use crate::tally::{self, Fate};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -92,7 +92,7 @@ pub fn keep(log: &Log, spool: &SpoolOrWhy, entry: &Entry, why: Error) -> Error {
     let failed = match spool {
         Ok(s) => match s.append(&entry) {
             Ok(kept) => {
-                metrics::count(entry.action, Fate::Kept);
+                tally::count(entry.action, Fate::Kept);
                 log.warn(&format!(
                     "{} {} kept in the spool as {} ({why})",
                     entry.action,
@@ -197,7 +197,7 @@ pub fn handle(
                     if let Some(Err(e)) = &fate
                         && keepable(e)
                     {
-                        metrics::count(what, Fate::Kept);
+                        tally::count(what, Fate::Kept);
                     }
                     return fate.unwrap_or(Ok(()));
                 }
@@ -218,9 +218,9 @@ pub fn handle(
         Err(e) if keepable(e) => return Err(keep_pending(ctx, spool_or_why, pending, e.clone())),
         Ok(d) => {
             settle(ctx, spool, d, ip);
-            metrics::count(what, fate_of(d));
+            tally::count(what, fate_of(d));
         }
-        Err(Error::Refused(_)) => metrics::count(what, Fate::Refused),
+        Err(Error::Refused(_)) => tally::count(what, Fate::Refused),
         Err(_) => {}
     }
     pending.with(|slot| *slot = None);
@@ -369,7 +369,7 @@ fn deliver_victim(
                 end_lease(ctx, spool.dir(), ip);
             }
             report.stale += 1;
-            metrics::count(what, Fate::Dropped);
+            tally::count(what, Fate::Dropped);
             continue;
         }
         if what == Action::Unban {
@@ -390,7 +390,7 @@ fn deliver_victim(
                     return stop(e, report).or(fate);
                 }
                 report.delivered += 1;
-                metrics::count(what, fate_of(&d));
+                tally::count(what, fate_of(&d));
                 if is_own {
                     fate = Some(Ok(()));
                 }
@@ -416,7 +416,7 @@ fn deliver_victim(
                 remove(ctx, spool, path);
                 report.refused += 1;
                 if matches!(e, Error::Refused(_)) {
-                    metrics::count(what, Fate::Refused);
+                    tally::count(what, Fate::Refused);
                 }
                 if is_own {
                     fate = Some(Err(e));

@@ -6,12 +6,12 @@
 //! unban, never against a person's withdrawal, never past PREFIXD_RENEW_MAX.
 
 use crate::error::Error;
-use crate::operator::metrics::{self, Renewal};
 use crate::prefixd::api::Mitigation;
 use crate::prefixd::deliver::{self, Posted};
 use crate::spool::lease::{self, Lease};
 use crate::spool::outbox::Ctx;
 use crate::spool::queue::Spool;
+use crate::tally::{self, Renewal};
 use crate::time;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -179,7 +179,7 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
             ctx.cfg.renew_max.as_secs()
         ));
         end(ctx, dir, ip);
-        metrics::renewal(Renewal::Ended);
+        tally::renewal(Renewal::Ended);
         return Done::Ended;
     }
     let Some(id) = l.mitigation_id.clone() else {
@@ -215,7 +215,7 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
             ctx.log.warn(&format!(
                 "lease of {ip}: mitigation {id}: {e}; looked at again next flush"
             ));
-            metrics::renewal(Renewal::Failed);
+            tally::renewal(Renewal::Failed);
             return Done::Failed;
         }
     };
@@ -265,7 +265,7 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
                         crate::pretty::printable(reason, 200)
                     ));
                     end(ctx, dir, ip);
-                    metrics::renewal(Renewal::Ended);
+                    tally::renewal(Renewal::Ended);
                     Done::Ended
                 }
             }
@@ -301,7 +301,7 @@ fn send(ctx: &Ctx, spool: &Spool, l: &mut Lease, why: &str, now: u64) -> Done {
     let before = l.mitigation_id.clone();
     match deliver::renew(ctx.client, ctx.log, l, why) {
         Ok(posted) => {
-            metrics::renewal(match &posted {
+            tally::renewal(match &posted {
                 Posted::Mitigated(id) if before.as_ref() == Some(id) => Renewal::Extended,
                 Posted::Mitigated(_) => Renewal::Recreated,
                 Posted::Held(_) | Posted::Quota(_) => Renewal::Held,
@@ -330,7 +330,7 @@ fn send(ctx: &Ctx, spool: &Spool, l: &mut Lease, why: &str, now: u64) -> Done {
                 l.victim_ip
             ));
             end(ctx, spool.dir(), &l.victim_ip);
-            metrics::renewal(Renewal::Ended);
+            tally::renewal(Renewal::Ended);
             Done::Ended
         }
         Err(e) => {
@@ -338,7 +338,7 @@ fn send(ctx: &Ctx, spool: &Spool, l: &mut Lease, why: &str, now: u64) -> Done {
                 "renewal of {} not delivered ({e}); tried again next flush",
                 l.victim_ip
             ));
-            metrics::renewal(Renewal::Failed);
+            tally::renewal(Renewal::Failed);
             Done::Failed
         }
     }
