@@ -5,7 +5,8 @@
 use crate::action::Action;
 use crate::error::Error;
 use crate::fastnetmon::notice::{self, Notice};
-use crate::prefixd::{api, deliver};
+use crate::prefixd::client::Client;
+use crate::prefixd::deliver;
 use crate::spool::outbox;
 use crate::spool::outbox::Pending;
 use crate::spool::queue::Spool;
@@ -132,17 +133,16 @@ fn notify_or_dry_run(
         ));
         return Err(outbox::keep(log, &spool, &entry, e));
     }
-    let client =
-        match config_errors(loaded, log).map_or_else(|| api::Client::new(cfg, deadline), Err) {
-            Ok(c) => c,
-            Err(e) => {
-                log.error(&format!(
-                    "{} {} not sent: {e}",
-                    entry.action, entry.victim_ip
-                ));
-                return Err(outbox::keep(log, &spool, &entry, e));
-            }
-        };
+    let client = match config_errors(loaded, log).map_or_else(|| Client::new(cfg, deadline), Err) {
+        Ok(c) => c,
+        Err(e) => {
+            log.error(&format!(
+                "{} {} not sent: {e}",
+                entry.action, entry.victim_ip
+            ));
+            return Err(outbox::keep(log, &spool, &entry, e));
+        }
+    };
     let ctx = outbox::Ctx {
         cfg,
         log,
@@ -224,7 +224,7 @@ fn flush_spool(run: &Run) -> Result<(), Error> {
     };
     let spool = Spool::open(dir)
         .map_err(|e| Error::Config(format!("PREFIXD_SPOOL {}: {e}", dir.display())))?;
-    let client = api::Client::new(cfg, deadline)?;
+    let client = Client::new(cfg, deadline)?;
     let ctx = outbox::Ctx {
         cfg,
         log,

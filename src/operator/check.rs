@@ -5,7 +5,9 @@
 use crate::config::{Loaded, Source};
 use crate::error::Error;
 use crate::log::Log;
-use crate::prefixd::api::{Answer, Client, Endpoint, Health};
+use crate::prefixd::answer::Answer;
+use crate::prefixd::client::Client;
+use crate::prefixd::wire::{Endpoint, Health};
 use crate::spool::queue::Spool;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Instant;

@@ -7,9 +7,10 @@ use crate::fastnetmon::details;
 use crate::fastnetmon::notice::Notice;
 use crate::fastnetmon::rules::{self, Rule};
 use crate::log::Log;
-use crate::prefixd::api::{
-    self, Answer, BanOutcome, Client, Endpoint, Event, EventReply, Mitigation, MitigationList,
-    NextPage, Withdraw,
+use crate::prefixd::answer::Answer;
+use crate::prefixd::client::Client;
+use crate::prefixd::wire::{
+    self, BanOutcome, Endpoint, Event, EventReply, Mitigation, MitigationList, NextPage, Withdraw,
 };
 use crate::spool::lease::Lease;
 use crate::{time, uuid};
@@ -620,7 +621,7 @@ pub fn unban(
                 // Never act on a row that is not this victim's active mitigation, whatever
                 // filter the server applied or whatever it left out.
                 .filter(|m| m.victim_ip.as_deref() == Some(ip.as_str()))
-                .filter(|m| api::is_active(m.status.as_deref()))
+                .filter(|m| wire::is_active(m.status.as_deref()))
                 .filter_map(|m| Some((m.mitigation_id.clone()?, m)))
                 .collect();
             if !active.is_empty()
@@ -794,7 +795,7 @@ fn lookup(client: &Client, log: &Log, ip: &str, path: &str) -> Result<Mitigation
 }
 
 fn withdraw(client: &Client, log: &Log, ip: &str, id: &str, body: &str) -> Result<(), Error> {
-    if !api::is_mitigation_id(id) {
+    if !wire::is_mitigation_id(id) {
         return Err(Error::Refused(format!(
             "prefixd listed a mitigation_id that is not a UUID: {id:?}"
         )));
@@ -828,7 +829,7 @@ fn still_active(client: &Client, log: &Log, id: &str) -> Result<bool, Error> {
         status: Option<String>,
     }
     let one: Option<One> = mitigation(client, log, id)?;
-    Ok(one.is_some_and(|m| api::is_active(m.status.as_deref())))
+    Ok(one.is_some_and(|m| wire::is_active(m.status.as_deref())))
 }
 
 /// `GET /v1/mitigations/{id}`, read as `T` (as little of it as the caller needs). None:
@@ -838,7 +839,7 @@ pub fn mitigation<T: miniserde::Deserialize>(
     log: &Log,
     id: &str,
 ) -> Result<Option<T>, Error> {
-    if !api::is_mitigation_id(id) {
+    if !wire::is_mitigation_id(id) {
         return Ok(None);
     }
     let what = format!("GET /v1/mitigations/{id}");

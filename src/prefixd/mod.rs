@@ -1,7 +1,13 @@
 //! What we ask of prefixd and how we read its answers: its wire format, the HTTP client (one
 //! ureq Agent: timeouts, TLS, token, retries), and a ban and an unban as prefixd sees them. It
 //! uses the configuration, FastNetMon's room and the leaves; never the spool or the modes.
+//!
+//! Inside, from the bottom: `wire` (the JSON) ← `reply` (what came back) ← `answer` (what it
+//! means) ← `client` (the exchange, with `tls`).
 
-pub mod api;
+pub(crate) mod answer;
+pub(crate) mod client;
 pub mod deliver;
+pub mod reply;
 mod tls;
+pub mod wire;

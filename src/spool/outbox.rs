@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::fastnetmon::notice::Notice;
 use crate::log::Log;
-use crate::prefixd::api::Client;
+use crate::prefixd::client::Client;
 use crate::prefixd::deliver::{self, Delivered};
 use crate::spool::lease;
 use crate::spool::queue::{Entry, Name, Spool};

@@ -6,8 +6,8 @@
 //! unban, never against a person's withdrawal, never past PREFIXD_RENEW_MAX.
 
 use crate::error::Error;
-use crate::prefixd::api::Mitigation;
 use crate::prefixd::deliver::{self, Posted};
+use crate::prefixd::wire::Mitigation;
 use crate::spool::lease::{self, Lease};
 use crate::spool::outbox::Ctx;
 use crate::spool::queue::Spool;

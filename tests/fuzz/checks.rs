@@ -9,10 +9,9 @@ use prefixd_fastnetmon::action::Action;
 use prefixd_fastnetmon::config::envfile;
 use prefixd_fastnetmon::fastnetmon::notice::{Notice, RawDetails};
 use prefixd_fastnetmon::fastnetmon::{details, rules};
-use prefixd_fastnetmon::prefixd::api::{
-    BanOutcome, EventReply, Health, MitigationList, NextPage, Reply,
-};
 use prefixd_fastnetmon::prefixd::deliver;
+use prefixd_fastnetmon::prefixd::reply::Reply;
+use prefixd_fastnetmon::prefixd::wire::{BanOutcome, EventReply, Health, MitigationList, NextPage};
 use prefixd_fastnetmon::{pretty, spool::queue::Entry};
 
 /// The env-file parser: a parsed value written back as a double-quoted assignment (escaping
