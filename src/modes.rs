@@ -6,7 +6,7 @@ use crate::action::Action;
 use crate::error::Error;
 use crate::fastnetmon::notice::{self, Notice};
 use crate::prefixd::client::Client;
-use crate::prefixd::deliver;
+use crate::prefixd::dry_run;
 use crate::spool::outbox;
 use crate::spool::outbox::Pending;
 use crate::spool::queue::Spool;
@@ -115,7 +115,7 @@ fn notify_or_dry_run(
         for f in &loaded.fallbacks {
             out.push_str(&format!("# WARN {f}\n"));
         }
-        out.push_str(&deliver::dry_run(cfg, &notice)?);
+        out.push_str(&dry_run::requests(cfg, &notice)?);
         log.stdout(&out);
         return Ok(());
     };

@@ -6,3 +6,4 @@
 pub mod details;
 pub mod notice;
 pub mod rules;
+pub mod vector;

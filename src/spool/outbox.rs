@@ -8,8 +8,9 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::fastnetmon::notice::Notice;
 use crate::log::Log;
+use crate::prefixd::ban::{self, Delivered};
 use crate::prefixd::client::Client;
-use crate::prefixd::deliver::{self, Delivered};
+use crate::prefixd::unban;
 use crate::spool::lease;
 use crate::spool::queue::{Entry, Name, Spool};
 use crate::tally::{self, Fate};
@@ -40,11 +41,11 @@ pub fn keepable(e: &Error) -> bool {
 /// Sends one notice, fresh or replayed from the spool.
 pub fn send(ctx: &Ctx, notice: &Notice, replay: bool) -> Result<Delivered, Error> {
     let unban = |lookups, not_after| {
-        deliver::unban(ctx.client, ctx.cfg, ctx.log, notice, lookups, not_after)
+        unban::unban(ctx.client, ctx.cfg, ctx.log, notice, lookups, not_after)
             .map(|()| Delivered::Unban)
     };
     match notice.action {
-        Action::Ban => deliver::ban(ctx.cfg, ctx.client, ctx.log, notice, replay),
+        Action::Ban => ban::ban(ctx.cfg, ctx.client, ctx.log, notice, replay),
         // The ban it might wait for is long delivered or dropped: one look.
         Action::Unban if replay => unban(1, Some(notice.received() + CLOCK_ALLOWANCE)),
         Action::Unban => unban(ctx.cfg.unban_query_retries, None),

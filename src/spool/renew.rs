@@ -6,7 +6,8 @@
 //! unban, never against a person's withdrawal, never past PREFIXD_RENEW_MAX.
 
 use crate::error::Error;
-use crate::prefixd::deliver::{self, Posted};
+use crate::prefixd::ban::{self, Posted};
+use crate::prefixd::unban;
 use crate::prefixd::wire::Mitigation;
 use crate::spool::lease::{self, Lease};
 use crate::spool::outbox::Ctx;
@@ -197,7 +198,7 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
     {
         return Done::NotDue;
     }
-    let m: Mitigation = match deliver::mitigation(ctx.client, ctx.log, &id) {
+    let m: Mitigation = match unban::mitigation(ctx.client, ctx.log, &id) {
         Ok(Some(m)) => m,
         Ok(None) => {
             ctx.log.warn(&format!(
@@ -239,8 +240,8 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
         }
         "withdrawn" => {
             let reason = m.reason.as_deref().unwrap_or("");
-            match deliver::marker_host(reason) {
-                Some(host) if host == deliver::hostname() => {
+            match unban::marker_host(reason) {
+                Some(host) if host == unban::hostname() => {
                     ctx.log.info(&format!(
                         "lease of {ip} ended: mitigation {id} was withdrawn by this host's unban"
                     ));
@@ -299,7 +300,7 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
 /// Sends the ban again and records what prefixd did.
 fn send(ctx: &Ctx, spool: &Spool, l: &mut Lease, why: &str, now: u64) -> Done {
     let before = l.mitigation_id.clone();
-    match deliver::renew(ctx.client, ctx.log, l, why) {
+    match ban::renew(ctx.client, ctx.log, l, why) {
         Ok(posted) => {
             tally::renewal(match &posted {
                 Posted::Mitigated(id) if before.as_ref() == Some(id) => Renewal::Extended,
