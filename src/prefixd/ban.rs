@@ -11,10 +11,40 @@ use crate::error::Error;
 use crate::fastnetmon::notice::Notice;
 use crate::fastnetmon::vector::{VectorChoice, choose_vector};
 use crate::log::Log;
-use crate::spool::lease::Lease;
 use crate::{time, uuid};
 use miniserde::json::{Number, Object, Value};
+use miniserde::{Deserialize, Serialize};
 use std::time::UNIX_EPOCH;
+
+/// A ban prefixd took, as the spool holds its victim until FastNetMon's unban (README
+/// "Leases"): what a renewal sends again, and what became of the mitigation so far.
+/// `spool::lease` keeps it, one file per victim: its fields are that file's format.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Lease {
+    pub victim_ip: String,
+    pub direction: String,
+    pub vector: String,
+    /// 0.0–1.0, as the ban sent it.
+    pub confidence: f64,
+    pub pps: Option<i64>,
+    pub bps: Option<i64>,
+    /// Milliseconds since the epoch when FastNetMon banned (its notice's time).
+    pub banned_ms: u64,
+    /// The `event_id` of the ban the lease renews.
+    pub event_id: String,
+    /// The mitigation prefixd created or extended; None while prefixd holds the ban.
+    pub mitigation_id: Option<String>,
+    /// When it ends unless renewed (ms since the epoch), as prefixd said at our last look;
+    /// None: look at the next flush.
+    pub expires_ms: Option<u64>,
+    /// Milliseconds since the epoch of the last renewal sent, if any.
+    pub renewed_ms: Option<u64>,
+    pub renewals: u32,
+    /// Why prefixd mitigates nothing for it yet (held by correlation, waiting for quota).
+    pub waiting: Option<String>,
+    /// Refused by prefixd's quota: sent again at each flush until it is taken.
+    pub quota: bool,
+}
 
 /// What a delivered notice did.
 #[derive(Debug, Clone, PartialEq)]

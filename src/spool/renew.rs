@@ -6,10 +6,10 @@
 //! unban, never against a person's withdrawal, never past PREFIXD_RENEW_MAX.
 
 use crate::error::Error;
-use crate::prefixd::ban::{self, Posted};
+use crate::prefixd::ban::{self, Lease, Posted};
 use crate::prefixd::unban;
 use crate::prefixd::wire::Mitigation;
-use crate::spool::lease::{self, Lease};
+use crate::spool::lease;
 use crate::spool::outbox::Ctx;
 use crate::spool::queue::Spool;
 use crate::tally::{self, Renewal};
