@@ -7,9 +7,10 @@ use crate::error::Error;
 use crate::fastnetmon::notice::{self, Notice};
 use crate::prefixd::client::Client;
 use crate::prefixd::dry_run;
-use crate::spool::outbox;
 use crate::spool::outbox::Pending;
 use crate::spool::queue::Spool;
+use crate::spool::send::Ctx;
+use crate::spool::{flush, outbox};
 use crate::{cli, config, lifecycle, log};
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -143,7 +144,7 @@ fn notify_or_dry_run(
             return Err(outbox::keep(log, &spool, &entry, e));
         }
     };
-    let ctx = outbox::Ctx {
+    let ctx = Ctx {
         cfg,
         log,
         client: &client,
@@ -225,27 +226,28 @@ fn flush_spool(run: &Run) -> Result<(), Error> {
     let spool = Spool::open(dir)
         .map_err(|e| Error::Config(format!("PREFIXD_SPOOL {}: {e}", dir.display())))?;
     let client = Client::new(cfg, deadline)?;
-    let ctx = outbox::Ctx {
+    let ctx = Ctx {
         cfg,
         log,
         client: &client,
         deadline,
     };
-    let report = outbox::flush(&ctx, &spool, true)?;
+    let report = flush::flush(&ctx, &spool, true)?;
     if report.busy {
         log.info("flush: another run is delivering the spool until its deadline");
         return Ok(());
     }
+    let w = &report.waiting;
     let mut line = format!(
         "flush: {} delivered or dropped as stale, {} refused, {} left",
-        report.delivered + report.stale,
-        report.refused,
-        report.left
+        w.delivered + w.stale,
+        w.refused,
+        w.left
     );
-    if report.skipped > 0 {
+    if w.skipped > 0 {
         line.push_str(&format!(
             ", {} being delivered by runs for their victims",
-            report.skipped
+            w.skipped
         ));
     }
     let r = &report.renewed;
@@ -256,7 +258,7 @@ fn flush_spool(run: &Run) -> Result<(), Error> {
         ));
     }
     log.info(&line);
-    report.stopped.map_or(Ok(()), Err)
+    report.waiting.stopped.map_or(Ok(()), Err)
 }
 
 /// What the spool holds (read-only). Exit 75 while something waits, so a cron job or a
