@@ -1,7 +1,9 @@
 //! What FastNetMon told us: its call (victim IP, direction, pps, action, and the details text
-//! on stdin), what the details say (vector, bandwidth, ports), and the operator's rules over
-//! them. The bottom of the data path: it uses only the leaves, never the configuration,
-//! prefixd's side or the spool.
+//! on stdin), what the details say (vector, bandwidth, ports), the operator's rules over them,
+//! and so which vector and confidence a ban carries. The bottom of the data path: it uses only
+//! the leaves, never the configuration, prefixd's side or the spool.
+//!
+//! Inside, from the bottom: `notice` and `details` ← `rules` ← `vector`.
 
 pub mod details;
 pub mod notice;
