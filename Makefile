@@ -61,14 +61,16 @@ test: deps lint static check-units
 	$(CARGO) test --locked --test status_metrics -- --ignored
 	PFN_BIN=$(CURDIR)/$(STATIC) $(CARGO) test --locked --test ban_unban
 
-# The flush unit: valid (systemd-analyze verify, with ExecStart at the freshly built binary) and
+# The units: valid (systemd-analyze verify, with ExecStart at the freshly built binary) and
 # sandboxed (exposure 3.0 at most). Offline: no running systemd is needed.
 check-units: static
 	@command -v systemd-analyze >/dev/null || { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd) >/dev/null; }
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
 	  sed 's|/usr/local/bin/prefixd-fastnetmon|$(CURDIR)/$(STATIC)|' contrib/systemd/prefixd-fastnetmon-flush.service > $$tmp/prefixd-fastnetmon-flush.service; \
-	  cp contrib/systemd/prefixd-fastnetmon-flush.timer $$tmp/; \
-	  systemd-analyze verify --man=no $$tmp/prefixd-fastnetmon-flush.service $$tmp/prefixd-fastnetmon-flush.timer; \
+	  sed 's|/usr/local/lib/prefixd-fastnetmon/own-files|$(CURDIR)/contrib/own-files|' contrib/systemd/prefixd-fastnetmon-owner.service > $$tmp/prefixd-fastnetmon-owner.service; \
+	  cp contrib/systemd/prefixd-fastnetmon-flush.timer contrib/systemd/prefixd-fastnetmon-owner.path $$tmp/; \
+	  systemd-analyze verify --man=no $$tmp/prefixd-fastnetmon-flush.service $$tmp/prefixd-fastnetmon-flush.timer \
+	    $$tmp/prefixd-fastnetmon-owner.service $$tmp/prefixd-fastnetmon-owner.path; \
 	  systemd-analyze security --offline=true --threshold=30 $$tmp/prefixd-fastnetmon-flush.service | tail -1
 
 clean:
@@ -149,15 +151,23 @@ UNITDIR ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,/etc/systemd/system
 install:
 	@test -x $(BIN) || $(MAKE) static
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/prefixd-fastnetmon
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/lib/prefixd-fastnetmon
+	sed 's|/usr/bin/prefixd-fastnetmon|$(PREFIX)/bin/prefixd-fastnetmon|' contrib/own-files > $(DESTDIR)$(PREFIX)/lib/prefixd-fastnetmon/own-files
+	chmod 0755 $(DESTDIR)$(PREFIX)/lib/prefixd-fastnetmon/own-files
 	install -D -m 0644 contrib/prefixd.env.example $(DESTDIR)$(PREFIX)/share/doc/prefixd-fastnetmon/prefixd.env.example
-	@# The env file holds the token: 0600, and an operator's own file is never overwritten.
+	@# The env file holds the token (own-files gives it to root and FastNetMon's group, 0640);
+	@# an operator's own file is never overwritten.
 	test -e $(DESTDIR)/etc/default/prefixd || install -D -m 0600 contrib/prefixd.env.example $(DESTDIR)/etc/default/prefixd
 	install -D -m 0644 contrib/logrotate.d/prefixd-fastnetmon $(DESTDIR)/etc/logrotate.d/prefixd-fastnetmon
 	install -d -m 0755 $(DESTDIR)$(UNITDIR)
-	sed 's|/usr/local/bin/|$(PREFIX)/bin/|' contrib/systemd/prefixd-fastnetmon-flush.service > $(DESTDIR)$(UNITDIR)/prefixd-fastnetmon-flush.service
-	install -m 0644 contrib/systemd/prefixd-fastnetmon-flush.timer $(DESTDIR)$(UNITDIR)/
-	chmod 0644 $(DESTDIR)$(UNITDIR)/prefixd-fastnetmon-flush.service
-	install -d -m 0700 $(DESTDIR)/var/spool/prefixd-fastnetmon
+	for u in flush.service owner.service; do \
+	  sed -e 's|/usr/local/bin/|$(PREFIX)/bin/|' -e 's|/usr/local/lib/|$(PREFIX)/lib/|' contrib/systemd/prefixd-fastnetmon-$$u > $(DESTDIR)$(UNITDIR)/prefixd-fastnetmon-$$u; \
+	  chmod 0644 $(DESTDIR)$(UNITDIR)/prefixd-fastnetmon-$$u; done
+	install -m 0644 contrib/systemd/prefixd-fastnetmon-flush.timer contrib/systemd/prefixd-fastnetmon-owner.path $(DESTDIR)$(UNITDIR)/
+	@# On this host (no DESTDIR): FastNetMon's user gets the spool, the log and the env file
+	@# (FASTNETMON_USER=… to say who; else its unit, else root). A staged install (the .deb)
+	@# leaves that to the package's postinst.
+	$(if $(DESTDIR),,$(PREFIX)/lib/prefixd-fastnetmon/own-files $(FASTNETMON_USER))
 
 # ---- Debian packages with dpkg-deb alone: DEB_ARCHS from the binaries in dist/ ----
 DEB_ARCHS   ?= amd64 arm64
@@ -186,6 +196,7 @@ deb:
 	  sed -e 's/@VERSION@/$(VERSION)/' -e "s/@ARCH@/$$arch/" -e "s/@SIZE@/$$(du -sk --exclude=DEBIAN $$stage | cut -f1)/" contrib/debian/control.in > $$stage/DEBIAN/control; \
 	  install -m 0644 contrib/debian/conffiles $$stage/DEBIAN/conffiles; \
 	  for s in postinst prerm postrm; do install -m 0755 contrib/debian/$$s $$stage/DEBIAN/$$s; done; \
+	  install -m 0644 contrib/debian/triggers $$stage/DEBIAN/triggers; \
 	  (cd $$stage && find . -type f ! -path './DEBIAN/*' -printf '%P\0' | sort -z | xargs -0 md5sum > DEBIAN/md5sums); \
 	  mkdir -p $(DEBDIR); dpkg-deb --root-owner-group -Zxz --build $$stage $(DEBDIR)/prefixd-fastnetmon_$(VERSION)_$$arch.deb >/dev/null; \
 	  rm -rf $$stage; echo "$(DEBDIR)/prefixd-fastnetmon_$(VERSION)_$$arch.deb"; \

@@ -12,6 +12,8 @@ pub enum Mode {
     Flush,
     Check,
     Status,
+    /// `--fastnetmon-user`: the user FastNetMon runs as, for the package's scripts.
+    FastnetmonUser,
     Help,
     Version,
 }
@@ -47,6 +49,7 @@ pub const USAGE: &str =
     "usage: prefixd-fastnetmon [-v] [--env-file PATH] IP [DIRECTION [PPS [ACTION]]]
        prefixd-fastnetmon [-v] [--env-file PATH] --dry-run IP [DIRECTION [PPS [ACTION]]]
        prefixd-fastnetmon [-v] [--env-file PATH] --flush | --check | --status
+       prefixd-fastnetmon [--env-file PATH] --fastnetmon-user
        prefixd-fastnetmon --help | --version";
 
 /// `--version`: the version, the target it was built for, and the commit.
@@ -85,7 +88,9 @@ DIRECTION defaults to incoming, PPS to 0, ACTION to ban (ban | unban | attack_de
 Options: -v/--verbose debug lines in the log; --env-file PATH instead of /etc/default/prefixd
 (or PREFIXD_ENV_FILE); --dry-run prints the request(s) and sends nothing; --flush delivers
 what the spool holds; --status lists it, oldest first, with each notice's attempts and last
-error (exit 75 while anything waits; -v adds the file names).
+error (exit 75 while anything waits; -v adds the file names); --fastnetmon-user prints the user
+and group FastNetMon runs the hook as, and where that was read (FASTNETMON_USER, else its
+systemd unit and drop-ins, else root).
 
 Exit codes: 0 done | 64 bad arguments | 65 refused by prefixd (400/422) | 70 internal
 error | 73 not delivered and could not be kept (the log line holds the notice) | 75 not
@@ -130,8 +135,8 @@ pub fn parse(argv: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, 
                 flags.env_file = Some(v);
                 continue;
             }
-            "--dry-run" | "--flush" | "--check" | "--status" | "--help" | "-h" | "--version"
-            | "-V" => {
+            "--dry-run" | "--flush" | "--check" | "--status" | "--fastnetmon-user" | "--help"
+            | "-h" | "--version" | "-V" => {
                 if let Some(prev) = command {
                     return Err(format!("{arg} cannot be combined with {prev}"));
                 }
@@ -142,6 +147,7 @@ pub fn parse(argv: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, 
                     "--flush" => "--flush",
                     "--check" => "--check",
                     "--status" => "--status",
+                    "--fastnetmon-user" => "--fastnetmon-user",
                     "--help" => "--help",
                     _ => "--version",
                 });
@@ -165,14 +171,15 @@ pub fn parse(argv: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, 
     let mode = match command {
         Some("--help") => Mode::Help,
         Some("--version") => Mode::Version,
-        Some(c @ ("--flush" | "--check" | "--status")) => {
+        Some(c @ ("--flush" | "--check" | "--status" | "--fastnetmon-user")) => {
             if let Some(extra) = positional.first() {
                 return Err(format!("{c} takes no arguments (got {extra:?})"));
             }
             match c {
                 "--flush" => Mode::Flush,
                 "--check" => Mode::Check,
-                _ => Mode::Status,
+                "--status" => Mode::Status,
+                _ => Mode::FastnetmonUser,
             }
         }
         Some(_) => Mode::DryRun(positional_args(positional)?),

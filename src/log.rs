@@ -30,6 +30,21 @@ enum Sink {
     Stderr,
     /// RFC 3164 datagrams to a local syslog socket (`/dev/log`).
     Syslog(UnixDatagram),
+    /// The log file could not be opened: stderr (FastNetMon's journal under systemd, the
+    /// terminal by hand) and, where there is one, the local syslog, so that a line meant for
+    /// the operator still reaches a place they read.
+    Fallback(Option<UnixDatagram>),
+}
+
+/// The local syslog socket, when this host has one.
+const DEV_LOG: &str = "/dev/log";
+
+fn syslog_socket(path: &str) -> std::io::Result<UnixDatagram> {
+    let sock = UnixDatagram::unbound()?;
+    sock.connect(path)?;
+    // A syslog daemon that stalls must not stall a ban.
+    sock.set_write_timeout(Some(std::time::Duration::from_secs(1)))?;
+    Ok(sock)
 }
 
 /// `LOG_DAEMON`: FastNetMon and prefixd are daemons' helpers.
@@ -68,12 +83,8 @@ impl Log {
             _ => spec.strip_prefix("syslog:").filter(|p| p.starts_with('/')),
         };
         if let Some(path) = socket {
-            match UnixDatagram::unbound().and_then(|s| s.connect(path).map(|()| s)) {
-                Ok(sock) => {
-                    // A syslog daemon that stalls must not stall a ban.
-                    let _ = sock.set_write_timeout(Some(std::time::Duration::from_secs(1)));
-                    log.sink = Sink::Syslog(sock);
-                }
+            match syslog_socket(path) {
+                Ok(sock) => log.sink = Sink::Syslog(sock),
                 Err(e) => log.warn(&format!(
                     "cannot reach syslog at {path}: {e}; logging to stderr"
                 )),
@@ -82,7 +93,14 @@ impl Log {
         }
         match OpenOptions::new().append(true).create(true).open(spec) {
             Ok(f) => log.sink = Sink::File(f),
-            Err(e) => log.warn(&format!("cannot open log {spec}: {e}; logging to stderr")),
+            Err(e) => {
+                let syslog = syslog_socket(DEV_LOG).ok();
+                let also = if syslog.is_some() { " and syslog" } else { "" };
+                log.sink = Sink::Fallback(syslog);
+                log.warn(&format!(
+                    "cannot open log {spec}: {e}; logging to stderr{also}"
+                ));
+            }
         }
         log
     }
@@ -108,8 +126,25 @@ impl Log {
         self.write(Level::Error, msg);
     }
 
+    /// A line the operator must see even when the log is a file nobody watches (a notice
+    /// LOST): in the log, and on stderr and the local syslog as well.
+    pub fn shout(&self, level: Level, msg: &str) {
+        self.write(level, msg);
+        if let Sink::File(_) = self.sink {
+            let _ = std::io::stderr()
+                .lock()
+                .write_all(self.format(level, msg).as_bytes());
+            if let Ok(sock) = syslog_socket(DEV_LOG) {
+                let _ = sock.send(self.syslog_datagram(level, msg).as_bytes());
+            }
+        }
+    }
+
     pub fn write(&self, level: Level, msg: &str) {
         use std::sync::atomic::Ordering::Relaxed;
+        if let Sink::Fallback(Some(sock)) = &self.sink {
+            let _ = sock.send(self.syslog_datagram(level, msg).as_bytes());
+        }
         if let Sink::Syslog(sock) = &self.sink
             && !self.syslog_failed.load(Relaxed)
         {
@@ -134,7 +169,9 @@ impl Log {
         // One write call of one buffer: O_APPEND makes it atomic against other writers.
         let _ = match &self.sink {
             Sink::File(f) => (&*f).write(line.as_bytes()),
-            Sink::Stderr | Sink::Syslog(_) => std::io::stderr().lock().write(line.as_bytes()),
+            Sink::Stderr | Sink::Syslog(_) | Sink::Fallback(_) => {
+                std::io::stderr().lock().write(line.as_bytes())
+            }
         };
     }
 

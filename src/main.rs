@@ -55,9 +55,11 @@ fn main() -> ExitCode {
         }
         _ => (None, String::new()),
     };
-    let dry_run = matches!(cli.mode, Mode::DryRun(_));
+    // A dry run prints; `--fastnetmon-user` runs (as root) before the package gives the log to
+    // FastNetMon's user, and must not make it root's first.
+    let to_stderr = matches!(cli.mode, Mode::DryRun(_) | Mode::FastnetmonUser);
     let log = log::Log::open(
-        if dry_run { "-" } else { &cfg.log },
+        if to_stderr { "-" } else { &cfg.log },
         cfg.debug,
         cfg.token.clone(),
     )
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
         (Mode::Flush, _) => modes::flush(&run),
         (Mode::Check, _) => modes::check(&run),
         (Mode::Status, _) => modes::status(&loaded, &log, cli.flags.verbose),
+        (Mode::FastnetmonUser, _) => modes::fastnetmon_user(&loaded, &log),
         _ => Ok(()),
     };
     let code = result.map_or_else(|e| e.exit_code(), |()| 0);

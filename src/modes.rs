@@ -208,6 +208,17 @@ pub fn check(run: &Run) -> Result<(), Error> {
         .inspect_err(|e| to_stderr(run.log, e))
 }
 
+/// `--fastnetmon-user`: `USER GROUP WHERE-READ` on one line, for the package's scripts (its
+/// postinst, its trigger, `make install`), which give that user the hook's files.
+pub fn fastnetmon_user(loaded: &config::Loaded, log: &log::Log) -> Result<(), Error> {
+    let given = loaded.config.fastnetmon_user.as_deref();
+    let u = crate::operator::service_user::find(std::path::Path::new("/"), given)
+        .map_err(Error::Config)
+        .inspect_err(|e| to_stderr(log, e))?;
+    log.stdout(&format!("{} {} {}\n", u.name, u.group, u.from));
+    Ok(())
+}
+
 fn flush_spool(run: &Run) -> Result<(), Error> {
     let Run {
         loaded,

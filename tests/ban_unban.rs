@@ -538,7 +538,7 @@ fn token_file_is_read_and_a_wrong_token_exits_77() {
     );
     let log = sb.log();
     assert!(log.contains("token refused: POST /v1/events answered 401: {\"error\":\"unauthorized: authentication required\"}"), "{log}");
-    assert!(log.contains("is readable by group or others"), "{log}");
+    assert!(log.contains("is readable by everyone"), "{log}");
     assert!(!log.contains("wrong-token"), "{log}");
 
     // Unban: 401 with an empty body.

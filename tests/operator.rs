@@ -27,7 +27,7 @@ fn check_passes_against_a_healthy_prefixd() {
         "PREFIXD_TIMEOUT = 5 (default)",
         "/env:1)",
         "✔ env file ",
-        ": mode 0600",
+        " 0600, ",
         "✔ log ",
         "✔ spool ",
         "0 notice(s) waiting",
@@ -124,8 +124,9 @@ fn check_reports_a_malformed_rule_and_a_readable_token_file() {
         r.stdout
     );
     assert!(
-        r.stdout
-            .contains("mode 0644 and it holds the token: chmod 600 it"),
+        r.stdout.contains(
+            " 0644, holds the token and everyone (world-readable) can read it: chown root:"
+        ),
         "{}",
         r.stdout
     );
@@ -372,18 +373,36 @@ fn make_install_puts_every_file_with_its_mode() {
             "755 ./etc/systemd/system",
             "644 ./etc/systemd/system/prefixd-fastnetmon-flush.service",
             "644 ./etc/systemd/system/prefixd-fastnetmon-flush.timer",
+            "644 ./etc/systemd/system/prefixd-fastnetmon-owner.path",
+            "644 ./etc/systemd/system/prefixd-fastnetmon-owner.service",
             "755 ./usr",
             "755 ./usr/local",
             "755 ./usr/local/bin",
             "755 ./usr/local/bin/prefixd-fastnetmon",
+            "755 ./usr/local/lib",
+            "755 ./usr/local/lib/prefixd-fastnetmon",
+            "755 ./usr/local/lib/prefixd-fastnetmon/own-files",
             "755 ./usr/local/share",
             "755 ./usr/local/share/doc",
             "755 ./usr/local/share/doc/prefixd-fastnetmon",
             "644 ./usr/local/share/doc/prefixd-fastnetmon/prefixd.env.example",
-            "755 ./var",
-            "755 ./var/spool",
-            "700 ./var/spool/prefixd-fastnetmon",
         ]
+    );
+    // The spool, the log and the env file's group are FastNetMon's user's, made on the host
+    // by own-files (a staged install leaves them to the package's postinst); it runs the
+    // installed binary.
+    let own =
+        std::fs::read_to_string(dest.join("usr/local/lib/prefixd-fastnetmon/own-files")).unwrap();
+    assert!(
+        own.contains("bin=${PFN_BIN:-/usr/local/bin/prefixd-fastnetmon}"),
+        "{own}"
+    );
+    let owner =
+        std::fs::read_to_string(dest.join("etc/systemd/system/prefixd-fastnetmon-owner.service"))
+            .unwrap();
+    assert!(
+        owner.contains("ExecStart=/usr/local/lib/prefixd-fastnetmon/own-files"),
+        "{owner}"
     );
     let unit =
         std::fs::read_to_string(dest.join("etc/systemd/system/prefixd-fastnetmon-flush.service"))
@@ -453,7 +472,14 @@ fn make_deb_builds_a_package_with_conffiles_and_postinst() {
             "-rw-r--r-- root/root",
             "./lib/systemd/system/prefixd-fastnetmon-flush.timer",
         ),
-        ("drwx------ root/root", "./var/spool/prefixd-fastnetmon/"),
+        (
+            "-rw-r--r-- root/root",
+            "./lib/systemd/system/prefixd-fastnetmon-owner.path",
+        ),
+        (
+            "-rwxr-xr-x root/root",
+            "./usr/lib/prefixd-fastnetmon/own-files",
+        ),
         (
             "-rw-r--r-- root/root",
             "./usr/share/doc/prefixd-fastnetmon/prefixd.env.example",
@@ -503,6 +529,19 @@ fn make_deb_builds_a_package_with_conffiles_and_postinst() {
     );
     for script in ["prerm", "postrm"] {
         assert!(dir.join(script).exists(), "{script}");
+    }
+    // FastNetMon's user gets the files at install and whenever FastNetMon's unit changes.
+    assert!(
+        postinst.contains("configure)\n") && postinst.contains("triggered)\n"),
+        "{postinst}"
+    );
+    assert!(!list.contains("./var/spool/"), "made by own-files: {list}");
+    let triggers = std::fs::read_to_string(dir.join("triggers")).unwrap();
+    for unit in [
+        "interest-noawait /lib/systemd/system/fastnetmon.service\n",
+        "interest-noawait /usr/lib/systemd/system/fastnetmon.service\n",
+    ] {
+        assert!(triggers.contains(unit), "{triggers}");
     }
 }
 

@@ -74,13 +74,18 @@ cat <<'EOF'
 .SH FILES
 .TP
 /etc/default/prefixd
-configuration (shared with prefixd itself; mode 0600 when it holds the token)
+configuration (shared with prefixd itself); it holds the token: root and FastNetMon's group
+may read it (0640)
 .TP
 /var/spool/prefixd\-fastnetmon
-notices not delivered yet (mode 0700)
+notices not delivered yet and leases, FastNetMon's user's (2770, files 0660)
 .TP
 /var/log/prefixd\-fastnetmon.log
-the log, one line per step
+the log, one line per step (FastNetMon's user's)
+.TP
+/usr/lib/prefixd\-fastnetmon/own\-files
+gives FastNetMon's user the files above; run by the package, its trigger and
+prefixd\-fastnetmon\-owner.path
 .SH SEE ALSO
 .BR fastnetmon (8)
 EOF

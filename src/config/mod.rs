@@ -229,6 +229,13 @@ pub const VARIABLES: &[Var] = &[
         "node_exporter textfile to write",
     ),
     var(
+        "FASTNETMON_USER",
+        "",
+        Kind::Text,
+        FallsBack,
+        "user FastNetMon runs as (--check); default: its unit's",
+    ),
+    var(
         "PREFIXD_DEBUG",
         "0",
         Kind::Bool,
@@ -269,6 +276,8 @@ pub struct Config {
     /// Base URL without a trailing slash.
     pub api: String,
     pub token: Option<String>,
+    /// PREFIXD_TOKEN_FILE, when the token comes from a file.
+    pub token_file: Option<PathBuf>,
     pub operator: String,
     pub log: String,
     pub unban_query_retries: u32,
@@ -285,6 +294,8 @@ pub struct Config {
     pub unban_max_age: Duration,
     /// node_exporter textfile (`PREFIXD_METRICS`); None: no metrics.
     pub metrics: Option<PathBuf>,
+    /// The user FastNetMon runs as, when said (`FASTNETMON_USER`); None: read from its unit.
+    pub fastnetmon_user: Option<String>,
     /// Renew a held victim's mitigation when it ends within this (PREFIXD_RENEW_BEFORE).
     pub renew_before: Duration,
     /// Stop renewing this long after FastNetMon's ban (PREFIXD_RENEW_MAX); zero: no leases.
@@ -293,6 +304,8 @@ pub struct Config {
     pub confidence: Option<f64>,
     /// Custom vector rules (`PREFIXD_VECTOR_RULES`), first match wins.
     pub rules: Vec<crate::fastnetmon::rules::Rule>,
+    /// PREFIXD_VECTOR_RULES, the file they came from.
+    pub rules_file: Option<PathBuf>,
     pub debug: bool,
     /// Where each variable's value came from, in `VARIABLES` order.
     pub sources: Vec<Origin>,
@@ -352,6 +365,7 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
     let confidence = r.fraction("PREFIXD_CONFIDENCE");
     let rules_file = r.path("PREFIXD_VECTOR_RULES");
     let metrics = r.path("PREFIXD_METRICS");
+    let fastnetmon_user = r.opt_text("FASTNETMON_USER").filter(|u| !u.is_empty());
     let debug = r.flag("PREFIXD_DEBUG");
     let sources = r.sources;
 
@@ -368,7 +382,7 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
     };
     let token = resolve_token(
         token_inline,
-        token_file,
+        token_file.clone(),
         given,
         (&env_file, env_file_mode),
         &mut warnings,
@@ -384,6 +398,7 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
     let config = Config {
         api,
         token,
+        token_file,
         operator,
         log,
         unban_query_retries,
@@ -397,10 +412,12 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
         spool_max_age,
         unban_max_age,
         metrics,
+        fastnetmon_user,
         renew_before,
         renew_max,
         confidence,
         rules,
+        rules_file,
         debug,
         sources,
         env_file,

@@ -1,5 +1,5 @@
 //! The token policy: from PREFIXD_TOKEN or PREFIXD_TOKEN_FILE (never both), warned about when
-//! a file holding it is readable by others, and never echoed — not even a token put where its
+//! a file holding it is readable by everyone (a group is FastNetMon's way in: `--check` judges it), and never echoed — not even a token put where its
 //! file's path belongs.
 
 use crate::config::files::read_bounded;
@@ -15,7 +15,7 @@ pub struct Given {
 }
 
 /// The token, from PREFIXD_TOKEN or PREFIXD_TOKEN_FILE (not both), with a warning when the
-/// file holding it is readable by others.
+/// file holding it is readable by everyone.
 pub fn resolve_token(
     inline: Option<String>,
     file: Option<PathBuf>,
@@ -33,9 +33,9 @@ pub fn resolve_token(
             None
         }
         (Some(t), None) => {
-            if given.token_in_env_file && env_file_mode.is_some_and(|m| m & 0o044 != 0) {
+            if given.token_in_env_file && env_file_mode.is_some_and(|m| m & 0o004 != 0) {
                 warnings.push(format!(
-                    "{env_file} holds PREFIXD_TOKEN and is readable by group or others (chmod 600 it)"
+                    "{env_file} holds PREFIXD_TOKEN and is readable by everyone (chmod o-rwx it; --check says who else may read it)"
                 ));
             }
             Some(t)
@@ -48,9 +48,9 @@ pub fn resolve_token(
         }
         (None, Some(path)) => match read_token_file(&path) {
             Ok((t, mode)) => {
-                if mode & 0o044 != 0 {
+                if mode & 0o004 != 0 {
                     warnings.push(format!(
-                        "token file {} is readable by group or others (chmod 600 it)",
+                        "token file {} is readable by everyone (chmod o-rwx it; --check says who else may read it)",
                         path.display()
                     ));
                 }

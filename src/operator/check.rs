@@ -5,11 +5,13 @@
 use crate::config::{Loaded, Source};
 use crate::error::Error;
 use crate::log::Log;
+use crate::operator::service_user::{Need, ServiceUser, other_readers};
 use crate::prefixd::answer::Answer;
 use crate::prefixd::client::Client;
 use crate::prefixd::wire::{Endpoint, Health};
 use crate::spool::queue::Spool;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 use std::time::Instant;
 
 struct Checklist {
@@ -61,77 +63,78 @@ pub fn run(loaded: &Loaded, deadline: Instant, log: &Log) -> Result<(), Error> {
         r.fail(78, format!("configuration: {f}"));
     }
 
-    // The env file: present or not, and not readable by others when it holds the token.
-    match std::fs::metadata(&cfg.env_file) {
-        Ok(m) => {
-            let mode = m.permissions().mode() & 0o777;
-            let holds_token = cfg
-                .sources
-                .iter()
-                .any(|o| o.name == "PREFIXD_TOKEN" && matches!(o.source, Source::File { .. }));
-            if holds_token && mode & 0o044 != 0 {
-                r.fail(
-                    78,
-                    format!(
-                        "env file {}: mode {mode:04o} and it holds the token: chmod 600 it",
-                        cfg.env_file
-                    ),
-                );
-            } else {
-                r.ok(format!("env file {}: mode {mode:04o}", cfg.env_file));
-            }
-        }
-        Err(_) => r.ok(format!(
-            "env file {}: absent (defaults and environment only)",
-            cfg.env_file
+    // Who runs the hook, and what it may do to each file: what decides whether a ban works
+    // (Debian 13 runs FastNetMon, and so the hook, as `fastnetmon`).
+    let user = crate::operator::service_user::find(Path::new("/"), cfg.fastnetmon_user.as_deref());
+    match &user {
+        Ok(u) => r.ok(format!(
+            "FastNetMon runs the hook as {} (uid {}, group {}): {}",
+            u.name, u.uid, u.group, u.from
         )),
+        Err(e) => r.fail(78, format!("FastNetMon's user: {e}")),
     }
-
-    match cfg.log.as_str() {
-        "-" => r.ok("log: stderr".into()),
-        s if s.starts_with("syslog") => r.ok(format!("log: {s}")),
-        path => match std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)
-        {
-            Ok(_) => r.ok(format!("log {path}: writable")),
-            Err(e) => r.fail(
-                78,
-                format!("log {path}: {e} (lines would go to stderr, which FastNetMon discards)"),
-            ),
-        },
+    let user = user.unwrap_or_else(|_| crate::operator::service_user::ServiceUser::root());
+    secret_file(
+        &mut r,
+        &user,
+        "env file",
+        Path::new(&cfg.env_file),
+        holds_token(cfg),
+    );
+    // Only a file the token was read from: PREFIXD_TOKEN_FILE holding the token itself is
+    // never printed.
+    if let Some(f) = cfg.token_file.as_ref().filter(|_| cfg.token.is_some()) {
+        secret_file(&mut r, &user, "token file", f, true);
     }
-
+    log_file(&mut r, &user, &cfg.log);
     match &cfg.spool {
         None => {
             r.ok("spool: off (PREFIXD_SPOOL=off): an undelivered notice is only in the log".into())
         }
-        Some(dir) => match Spool::open(dir).and_then(|s| s.probe().map(|()| s)) {
-            Ok(s) => {
-                let waiting = s.list().map(|l| l.len()).unwrap_or(0);
-                r.ok(format!(
-                    "spool {}: writable, {waiting} notice(s) waiting",
+        Some(dir) => spool_dir(&mut r, &user, dir),
+    }
+    if let Some(m) = &cfg.metrics {
+        let dir = m.parent().unwrap_or(Path::new("/"));
+        match user.may(dir, Need::Fill) {
+            Ok(()) => r.ok(format!(
+                "metrics {}: {} may write it",
+                m.display(),
+                user.name
+            )),
+            Err(e) => r.fail(
+                78,
+                format!(
+                    "metrics {}: {} cannot write in {} ({e}): chgrp {} {} && chmod g+rwx {}",
+                    m.display(),
+                    user.name,
+                    dir.display(),
+                    user.group,
+                    dir.display(),
                     dir.display()
-                ));
-            }
-            Err(e) => r.fail(78, format!("spool {}: {e}", dir.display())),
-        },
+                ),
+            ),
+        }
     }
 
     match &cfg.ca_file {
         None => r.ok("TLS roots: the bundled Mozilla roots".into()),
         Some(p) => match crate::config::files::load_ca_file(p) {
-            Ok(certs) => r.ok(format!(
-                "CA file {}: {} certificate(s)",
-                p.display(),
-                certs.len()
-            )),
+            Ok(certs) => {
+                r.ok(format!(
+                    "CA file {}: {} certificate(s)",
+                    p.display(),
+                    certs.len()
+                ));
+                readable(&mut r, &user, "CA file", p);
+            }
             Err(e) => r.fail(78, e),
         },
     }
     if !cfg.rules.is_empty() {
         r.ok(format!("vector rules: {} rule(s)", cfg.rules.len()));
+    }
+    if let Some(p) = &cfg.rules_file {
+        readable(&mut r, &user, "vector rules", p);
     }
 
     match Client::new(cfg, deadline) {
@@ -152,6 +155,193 @@ pub fn run(loaded: &Loaded, deadline: Instant, log: &Log) -> Result<(), Error> {
             77 => Error::Unauthorized(what),
             _ => Error::Config(what),
         }),
+    }
+}
+
+/// Whether the env file is where PREFIXD_TOKEN was set.
+fn holds_token(cfg: &crate::config::Config) -> bool {
+    cfg.sources
+        .iter()
+        .any(|o| o.name == "PREFIXD_TOKEN" && matches!(o.source, Source::File { .. }))
+}
+
+/// A file the hook reads that may hold the token: FastNetMon's user can read it, and when it
+/// holds the token nobody else can (root aside).
+fn secret_file(r: &mut Checklist, user: &ServiceUser, what: &str, path: &Path, token: bool) {
+    let shown = path.display();
+    let Ok(m) = std::fs::metadata(path) else {
+        return r.ok(format!(
+            "{what} {shown}: absent (defaults and environment only)"
+        ));
+    };
+    let mode = m.permissions().mode() & 0o7777;
+    let owner = crate::operator::service_user::owner_of(&m);
+    let fix = format!("chown root:{} {shown} && chmod 0640 {shown}", user.group);
+    if let Err(e) = user.may(path, Need::Read) {
+        return r.fail(
+            78,
+            format!("{what} {shown}: {} cannot read it ({e}): {fix}", user.name),
+        );
+    }
+    match other_readers(&m, user).filter(|_| token) {
+        Some(who) => r.fail(
+            78,
+            format!(
+                "{what} {shown}: {owner} {mode:04o}, holds the token and {who} can read it: {fix}"
+            ),
+        ),
+        None => r.ok(format!(
+            "{what} {shown}: {owner} {mode:04o}, {} can read it{}",
+            user.name,
+            if token { ", nobody else but root" } else { "" }
+        )),
+    }
+}
+
+/// A file the hook only reads (CA file, rules).
+fn readable(r: &mut Checklist, user: &ServiceUser, what: &str, path: &Path) {
+    if let Err(e) = user.may(path, Need::Read) {
+        let p = path.display();
+        r.fail(
+            78,
+            format!(
+                "{what} {p}: {} cannot read it ({e}): chmod 0644 {p}",
+                user.name
+            ),
+        );
+    }
+}
+
+/// The log: FastNetMon's user appends to it (or creates it).
+fn log_file(r: &mut Checklist, user: &ServiceUser, log: &str) {
+    let path = match log {
+        "-" => return r.ok("log: stderr".into()),
+        s if s.starts_with("syslog") => return r.ok(format!("log: {s}")),
+        path => Path::new(path),
+    };
+    let p = path.display();
+    let lost = "(its lines would go to FastNetMon's journal and syslog only)";
+    if path.exists() {
+        let mine = std::fs::OpenOptions::new().append(true).open(path);
+        match (user.may(path, Need::Write), mine) {
+            (Ok(()), Ok(_)) => r.ok(format!("log {p}: writable by {}", user.name)),
+            (Err(e), _) => r.fail(
+                78,
+                format!(
+                    "log {p}: {} cannot write it ({e}) {lost}: chown {} {p}",
+                    user.name, user.name
+                ),
+            ),
+            (Ok(()), Err(e)) => r.fail(78, format!("log {p}: {e} {lost}")),
+        }
+        return;
+    }
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    match user.may(dir, Need::Fill) {
+        Ok(()) => r.ok(format!("log {p}: absent; {} creates it", user.name)),
+        Err(_) => r.fail(
+            78,
+            format!(
+                "log {p}: absent, and {} cannot create it in {} {lost}: install -o {} -g adm -m 0640 /dev/null {p}",
+                user.name,
+                dir.display(),
+                user.name
+            ),
+        ),
+    }
+}
+
+/// The spool: FastNetMon's user creates, reads and removes files in it, and every file there
+/// (notices, leases, locks) is its to read and write; the directory is set-group-ID so that
+/// files the flush makes as another user are the group's too.
+fn spool_dir(r: &mut Checklist, user: &ServiceUser, dir: &Path) {
+    let d = dir.display();
+    let fix = format!(
+        "chown -R {u}:{g} {d} && chmod -R u+rwX,g+rwX,o-rwx {d} && find {d} -type d -exec chmod g+s {{}} +",
+        u = user.name,
+        g = user.group
+    );
+    // Created here only for the user that will use it: made by root for another user, it
+    // would shut that user out.
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    if !(dir.exists() || user.is_root() || me == Some(user.uid)) {
+        let parent = dir.parent().unwrap_or(Path::new("/"));
+        return match user.may(parent, Need::Fill) {
+            Ok(()) => r.ok(format!("spool {d}: absent; {} creates it", user.name)),
+            Err(_) => r.fail(
+                78,
+                format!(
+                    "spool {d}: absent, and {} cannot create it: install -d -o {} -g {} -m 2770 {d}",
+                    user.name, user.name, user.group
+                ),
+            ),
+        };
+    }
+    if let Err(e) = user.may(dir, Need::Fill) {
+        return r.fail(
+            78,
+            format!("spool {d}: {} cannot write in it ({e}): {fix}", user.name),
+        );
+    }
+    let mut barred = Vec::new();
+    let mut look = vec![dir.to_path_buf()];
+    while let Some(d) = look.pop() {
+        for e in std::fs::read_dir(&d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .take(100_000)
+        {
+            let p = e.path();
+            let need = match p.is_dir() {
+                true => {
+                    look.push(p.clone());
+                    Need::Fill
+                }
+                false => Need::Write,
+            };
+            if user
+                .may(&p, need)
+                .and_then(|()| user.may(&p, Need::Read))
+                .is_err()
+            {
+                barred.push(p);
+            }
+        }
+    }
+    if let Some(first) = barred.first() {
+        return r.fail(
+            78,
+            format!(
+                "spool {d}: {} of its files are not {}'s to read and write (e.g. {}): {fix}",
+                barred.len(),
+                user.name,
+                first.display()
+            ),
+        );
+    }
+    let m = std::fs::metadata(dir);
+    let shared = m
+        .as_ref()
+        .is_ok_and(|m| m.mode() & 0o2000 != 0 && user.gids.contains(&m.gid()));
+    if !user.is_root() && !shared {
+        return r.fail(
+            78,
+            format!(
+                "spool {d}: not set-group-ID with group {}: files the flush writes as root would shut {} out: {fix}",
+                user.group, user.name
+            ),
+        );
+    }
+    match Spool::open(dir).and_then(|s| s.probe().map(|()| s)) {
+        Ok(s) => {
+            let waiting = s.list().map(|l| l.len()).unwrap_or(0);
+            r.ok(format!(
+                "spool {d}: {} may write it, {waiting} notice(s) waiting",
+                user.name
+            ));
+        }
+        Err(e) => r.fail(78, format!("spool {d}: {e}")),
     }
 }
 

@@ -24,9 +24,8 @@ pub fn path(dir: &Path, victim_ip: &str) -> PathBuf {
 /// Writes (or replaces) the victim's lease; `durable`: fsynced (`Spool::replace_text`).
 pub fn write(spool: &Spool, lease: &Lease, durable: bool) -> io::Result<()> {
     let p = path(spool.dir(), &lease.victim_ip);
-    if let Some(parent) = p.parent().filter(|d| !d.is_dir()) {
-        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-            .create(parent)?;
+    if let Some(parent) = p.parent() {
+        crate::spool::queue::create_dir(parent)?;
     }
     let text = miniserde::json::to_string(lease);
     if !durable {
@@ -45,12 +44,13 @@ pub fn write(spool: &Spool, lease: &Lease, durable: bool) -> io::Result<()> {
 fn new_file(p: &Path, text: &str) -> io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(p)?
-        .write_all(text.as_bytes())
+        .open(p)?;
+    crate::spool::queue::share(&f)?;
+    f.write_all(text.as_bytes())
 }
 
 /// The victim's lease; `Ok(None)` when it holds none.

@@ -70,16 +70,38 @@ pub fn keep(log: &Log, spool: &SpoolOrWhy, entry: &Entry, why: Error) -> Error {
         },
         Err(none) => none.clone(),
     };
-    log.error(&format!(
-        "{} {} LOST unless replayed by hand: {failed}; the notice: {}",
-        entry.action,
-        entry.victim_ip,
-        miniserde::json::to_string(&entry)
-    ));
+    // FastNetMon's arguments again: what an operator runs to send it (a ban's details are in
+    // the notice below; the ban goes without them).
+    let stdin = match entry.action {
+        Action::Ban => " </dev/null",
+        _ => "",
+    };
+    log.shout(
+        crate::log::Level::Error,
+        &format!(
+            "{} {} LOST unless replayed by hand: {failed}; replay: prefixd-fastnetmon {} {} {} {}{stdin}; the notice: {}",
+            entry.action,
+            entry.victim_ip,
+            entry.victim_ip,
+            shell_word(&entry.direction),
+            shell_word(entry.pps.as_deref().unwrap_or("0")),
+            entry.action,
+            miniserde::json::to_string(&entry)
+        ),
+    );
     Error::Lost(format!(
         "{} {} not delivered and not kept: {failed}",
         entry.action, entry.victim_ip
     ))
+}
+
+/// A word a shell reads back as it is: single-quoted unless it is plain.
+fn shell_word(w: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._:-/".contains(c);
+    match !w.is_empty() && w.chars().all(plain) {
+        true => w.to_string(),
+        false => format!("'{}'", w.replace('\'', r"'\''")),
+    }
 }
 
 /// Keeps this run's notice unless the watchdog got to it first.

@@ -32,6 +32,36 @@ pub struct Entry {
     pub last_error: Option<String>,
 }
 
+/// Every file in the spool is its owner's and its group's: FastNetMon's user and the flush share
+/// them, whichever users each runs as (Debian 13 runs FastNetMon as `fastnetmon`, the flush
+/// timer as root). Set after creation, since a umask (the flush unit's 0077) would take the
+/// group's bits away; the set-group-ID directory gives every file the spool's group.
+pub const FILE_MODE: u32 = 0o660;
+/// The spool and its `leases/`: owner and group, set-group-ID.
+pub const DIR_MODE: u32 = 0o2770;
+
+/// Gives a file this run created the spool's mode (`FILE_MODE`).
+pub fn share(f: &File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    f.set_permissions(fs::Permissions::from_mode(FILE_MODE))
+}
+
+/// Creates a directory of the spool (`DIR_MODE`); one that exists is left as it is.
+pub fn create_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    match fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE)),
+        Err(e) => Err(e),
+    }
+}
+
 /// The spool's side of a notice: FastNetMon's room knows nothing of the spool, so the two
 /// conversions live here, beside the file format they read and write.
 impl Notice {
@@ -138,12 +168,9 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Opens (creating, mode 0700) the spool directory.
+    /// Opens (creating, `DIR_MODE`) the spool directory.
     pub fn open(dir: &Path) -> io::Result<Spool> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
+        create_dir(dir)?;
         if !fs::metadata(dir)?.is_dir() {
             return Err(io::Error::other("not a directory"));
         }
@@ -260,6 +287,7 @@ impl Spool {
                 .truncate(true)
                 .mode(0o600)
                 .open(&tmp)?;
+            share(&f)?;
             f.write_all(text.as_bytes())?;
             if sync {
                 f.sync_all()?;
@@ -416,13 +444,16 @@ pub fn lock_file(path: &Path, until: Option<Instant>) -> io::Result<Option<File>
 }
 
 fn open_lock(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
+    let f = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .open(path)
+        .open(path)?;
+    // Another user's lock file keeps its mode: only its owner may change it.
+    let _ = share(&f);
+    Ok(f)
 }
 
 /// Held while a run delivers one victim's notices. Letting go removes the file first, so lock
