@@ -7,7 +7,7 @@
 #[path = "../tests/common/server.rs"]
 mod server;
 
-use prefixd_fastnetmon::spool::{Entry, Spool};
+use prefixd_fastnetmon::spool::queue::{Entry, Spool};
 use server::{Generation, Options, Server};
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,7 @@
 //! Stamps `--version` with the target triple and the git commit it was built from.
 
+#![forbid(unsafe_code)]
+
 fn main() {
     let target = std::env::var("TARGET").unwrap_or_default();
     println!("cargo:rustc-env=PFN_TARGET={target}");

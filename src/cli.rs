@@ -3,7 +3,7 @@
 //! negative PPS (`-5`) is never mistaken for a flag.
 
 use crate::config::Flags;
-use crate::notice::Notice;
+use crate::fastnetmon::notice::Notice;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Mode {

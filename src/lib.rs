@@ -1,35 +1,30 @@
-//! prefixd-fastnetmon as a library: the binary in `main.rs` wires these together. Only what the
-//! integration tests, the fuzz targets and the bench need is public; the rest is the crate's
-//! own, so the compiler reports what nothing uses.
+//! prefixd-fastnetmon as a library: the binary in `main.rs` wires these together. Only what
+//! `main.rs`, the integration tests, the fuzz targets and the bench need is public; the rest
+//! is the crate's own, so the compiler reports what nothing uses. The rooms, and the rule that
+//! imports run down between them: src/DESIGN.md (kept by tests/layers.rs).
 
+#![forbid(unsafe_code)]
+
+// The leaves every room uses.
 pub mod action;
-pub mod api;
-mod check;
-pub mod cli;
-pub mod config;
-pub mod deliver;
-pub mod details;
-pub mod envfile;
 pub mod error;
-mod files;
-mod lease;
-pub mod lifecycle;
 pub mod log;
-mod metrics;
-pub mod modes;
-pub mod notice;
-mod outbox;
 pub mod pretty;
-mod renew;
-pub mod rules;
-mod service_user;
-pub mod spool;
-mod status;
+mod tally;
 pub mod time;
-mod tls;
-mod token;
 mod uuid;
-mod values;
+
+// The rooms of the data path.
+pub mod config;
+pub mod fastnetmon;
+mod operator;
+pub mod prefixd;
+pub mod spool;
+
+// The modes and their wiring.
+pub mod cli;
+pub mod lifecycle;
+pub mod modes;
 
 /// Few proptest cases by default so `cargo test` stays fast; `PROPTEST_CASES=100000` digs
 /// deeper. (tests/fuzz_inputs.rs, a crate of its own, keeps a copy.)

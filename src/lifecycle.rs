@@ -6,8 +6,8 @@
 use crate::config::{Config, Flags};
 use crate::error::Error;
 use crate::log::Log;
-use crate::outbox::{Pending, keep, open_spool};
-use crate::spool::Spool;
+use crate::spool::outbox::{Pending, keep, open_spool};
+use crate::spool::queue::Spool;
 use std::sync::Arc;
 use std::time::Duration;
 

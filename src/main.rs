@@ -3,6 +3,8 @@
 //! argv + stdin + env file + process env → Notice (what FastNetMon told us) + Config
 //!   → outbox: deliver now, or keep in the spool, in order → log lines → exit code.
 
+#![forbid(unsafe_code)]
+
 use prefixd_fastnetmon::cli::{self, Mode};
 use prefixd_fastnetmon::error::Error;
 use prefixd_fastnetmon::modes::{self, Run};

@@ -4,10 +4,14 @@
 
 use crate::action::Action;
 use crate::error::Error;
-use crate::notice::{self, Notice};
-use crate::outbox::Pending;
-use crate::spool::Spool;
-use crate::{api, cli, config, deliver, lifecycle, log, outbox};
+use crate::fastnetmon::notice::{self, Notice};
+use crate::prefixd::client::Client;
+use crate::prefixd::dry_run;
+use crate::spool::outbox::Pending;
+use crate::spool::queue::Spool;
+use crate::spool::send::Ctx;
+use crate::spool::{flush, outbox};
+use crate::{cli, config, lifecycle, log};
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -112,7 +116,7 @@ fn notify_or_dry_run(
         for f in &loaded.fallbacks {
             out.push_str(&format!("# WARN {f}\n"));
         }
-        out.push_str(&deliver::dry_run(cfg, &notice)?);
+        out.push_str(&dry_run::requests(cfg, &notice)?);
         log.stdout(&out);
         return Ok(());
     };
@@ -130,18 +134,17 @@ fn notify_or_dry_run(
         ));
         return Err(outbox::keep(log, &spool, &entry, e));
     }
-    let client =
-        match config_errors(loaded, log).map_or_else(|| api::Client::new(cfg, deadline), Err) {
-            Ok(c) => c,
-            Err(e) => {
-                log.error(&format!(
-                    "{} {} not sent: {e}",
-                    entry.action, entry.victim_ip
-                ));
-                return Err(outbox::keep(log, &spool, &entry, e));
-            }
-        };
-    let ctx = outbox::Ctx {
+    let client = match config_errors(loaded, log).map_or_else(|| Client::new(cfg, deadline), Err) {
+        Ok(c) => c,
+        Err(e) => {
+            log.error(&format!(
+                "{} {} not sent: {e}",
+                entry.action, entry.victim_ip
+            ));
+            return Err(outbox::keep(log, &spool, &entry, e));
+        }
+    };
+    let ctx = Ctx {
         cfg,
         log,
         client: &client,
@@ -201,14 +204,15 @@ pub fn flush(run: &Run) -> Result<(), Error> {
 /// `--check`: the doctor's report on stdout; its first failure on stderr too.
 pub fn check(run: &Run) -> Result<(), Error> {
     run.log.stdout(&format!("{}\n", cli::version()));
-    crate::check::run(run.loaded, run.deadline, run.log).inspect_err(|e| to_stderr(run.log, e))
+    crate::operator::check::run(run.loaded, run.deadline, run.log)
+        .inspect_err(|e| to_stderr(run.log, e))
 }
 
 /// `--fastnetmon-user`: `USER GROUP WHERE-READ` on one line, for the package's scripts (its
 /// postinst, its trigger, `make install`), which give that user the hook's files.
 pub fn fastnetmon_user(loaded: &config::Loaded, log: &log::Log) -> Result<(), Error> {
     let given = loaded.config.fastnetmon_user.as_deref();
-    let u = crate::service_user::find(std::path::Path::new("/"), given)
+    let u = crate::operator::service_user::find(std::path::Path::new("/"), given)
         .map_err(Error::Config)
         .inspect_err(|e| to_stderr(log, e))?;
     log.stdout(&format!("{} {} {}\n", u.name, u.group, u.from));
@@ -232,28 +236,29 @@ fn flush_spool(run: &Run) -> Result<(), Error> {
     };
     let spool = Spool::open(dir)
         .map_err(|e| Error::Config(format!("PREFIXD_SPOOL {}: {e}", dir.display())))?;
-    let client = api::Client::new(cfg, deadline)?;
-    let ctx = outbox::Ctx {
+    let client = Client::new(cfg, deadline)?;
+    let ctx = Ctx {
         cfg,
         log,
         client: &client,
         deadline,
     };
-    let report = outbox::flush(&ctx, &spool, true)?;
+    let report = flush::flush(&ctx, &spool, true)?;
     if report.busy {
         log.info("flush: another run is delivering the spool until its deadline");
         return Ok(());
     }
+    let w = &report.waiting;
     let mut line = format!(
         "flush: {} delivered or dropped as stale, {} refused, {} left",
-        report.delivered + report.stale,
-        report.refused,
-        report.left
+        w.delivered + w.stale,
+        w.refused,
+        w.left
     );
-    if report.skipped > 0 {
+    if w.skipped > 0 {
         line.push_str(&format!(
             ", {} being delivered by runs for their victims",
-            report.skipped
+            w.skipped
         ));
     }
     let r = &report.renewed;
@@ -264,7 +269,7 @@ fn flush_spool(run: &Run) -> Result<(), Error> {
         ));
     }
     log.info(&line);
-    report.stopped.map_or(Ok(()), Err)
+    report.waiting.stopped.map_or(Ok(()), Err)
 }
 
 /// What the spool holds (read-only). Exit 75 while something waits, so a cron job or a
@@ -273,7 +278,7 @@ pub fn status(loaded: &config::Loaded, log: &log::Log, verbose: bool) -> Result<
     if let Some(e) = loaded.errors.first() {
         return Err(Error::Config(e.clone()));
     }
-    let (text, waiting) = crate::status::report(&loaded.config, verbose);
+    let (text, waiting) = crate::operator::status::report(&loaded.config, verbose);
     log.stdout(&text);
     if waiting {
         return Err(Error::NotDelivered("notices wait in the spool".into()));
@@ -289,7 +294,9 @@ fn publish_metrics(cfg: &config::Config, log: &log::Log, deadline: Instant) {
     let spool = cfg.spool.as_deref().and_then(|d| Spool::open(d).ok());
     // Some time even for a run that used its deadline; the watchdog still ends it by then.
     let until = deadline.max(Instant::now() + Duration::from_millis(200));
-    if let Err(e) = crate::metrics::publish(path, cfg.spool.as_deref(), spool.as_ref(), until) {
+    if let Err(e) =
+        crate::operator::metrics::publish(path, cfg.spool.as_deref(), spool.as_ref(), until)
+    {
         log.warn(&format!("metrics not written: {e}"));
     }
 }

@@ -15,6 +15,13 @@ pub fn now() -> String {
     rfc3339(SystemTime::now())
 }
 
+/// Seconds since the epoch, with their fraction.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 pub fn rfc3339_from_unix(secs: u64) -> String {
     // Below 2^48 for any u64 (a certificate's date may be anything): the cast cannot wrap, and
     // a year past 9999 is written with more digits, which no parser here accepts.

@@ -8,7 +8,7 @@ mod common;
 use common::server::{Behavior, Options, Server};
 use common::{Sandbox, dead_port, s};
 use miniserde::json::Value;
-use prefixd_fastnetmon::spool::Spool;
+use prefixd_fastnetmon::spool::queue::Spool;
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,7 +28,7 @@ fn stuck_withdraw(srv: &Server, ip: &str, body: &str) {
 }
 
 /// The spooled notices of `ip`, as stored (oldest first).
-fn kept_of(sb: &Sandbox, ip: &str) -> Vec<prefixd_fastnetmon::spool::Entry> {
+fn kept_of(sb: &Sandbox, ip: &str) -> Vec<prefixd_fastnetmon::spool::queue::Entry> {
     sb.spooled()
         .iter()
         .filter(|n| n.ends_with(&format!("-{ip}.notice")))

@@ -101,7 +101,7 @@ impl Sandbox {
     /// that much earlier: a notice's recorded time (in the file and in its name), a lease's
     /// `banned_ms`, move back. Tests age notices this way instead of waiting for the clock.
     pub fn backdate(&self, secs: f64) {
-        use prefixd_fastnetmon::spool::{Entry, Name};
+        use prefixd_fastnetmon::spool::queue::{Entry, Name};
         let back = (secs * 1000.0) as u64;
         for lease in self.leases() {
             let path = self.dir.join("spool/leases").join(format!("{lease}.lease"));

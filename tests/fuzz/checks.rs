@@ -6,9 +6,13 @@
 
 use miniserde::json::{self, Value};
 use prefixd_fastnetmon::action::Action;
-use prefixd_fastnetmon::api::{BanOutcome, EventReply, Health, MitigationList, NextPage, Reply};
-use prefixd_fastnetmon::notice::{Notice, RawDetails};
-use prefixd_fastnetmon::{deliver, details, envfile, pretty, rules, spool::Entry};
+use prefixd_fastnetmon::config::envfile;
+use prefixd_fastnetmon::fastnetmon::notice::{Notice, RawDetails};
+use prefixd_fastnetmon::fastnetmon::{details, rules, vector};
+use prefixd_fastnetmon::prefixd::reply::Reply;
+use prefixd_fastnetmon::prefixd::wire::{BanOutcome, EventReply, Health, MitigationList, NextPage};
+use prefixd_fastnetmon::prefixd::{event, unban};
+use prefixd_fastnetmon::{pretty, spool::queue::Entry};
 
 /// The env-file parser: a parsed value written back as a double-quoted assignment (escaping
 /// what the format escapes) parses to the same key and value.
@@ -52,15 +56,15 @@ pub fn details(data: &[u8]) {
     assert_eq!(n.action, Action::Ban);
     // The spool's copy is the same notice.
     assert_eq!(Notice::from_entry(&n.entry()).as_ref(), Ok(&n));
-    let choice = deliver::choose_vector(&[], &n, None);
+    let choice = vector::choose_vector(&[], &n, None);
     assert!(
         (0.5..=1.0).contains(&choice.confidence),
         "every detected attack reaches prefixd's shipped threshold"
     );
     assert_eq!(choice.vector, choice.builtin);
-    let (event, cut) = deliver::ban_event(&n, false, &choice, deliver::MAX_REQUEST_BODY).unwrap();
+    let (event, cut) = event::ban_event(&n, false, &choice, event::MAX_REQUEST_BODY).unwrap();
     let sent = json::to_string(&event);
-    assert!(sent.len() <= deliver::MAX_REQUEST_BODY, "{}", sent.len());
+    assert!(sent.len() <= event::MAX_REQUEST_BODY, "{}", sent.len());
     let Ok(Value::Object(body)) = json::from_str::<Value>(&sent) else {
         panic!("not JSON: {sent}");
     };
@@ -111,7 +115,7 @@ pub fn rules(data: &[u8]) {
         }
     };
     let n = ban("192.0.2.10", text);
-    let choice = deliver::choose_vector(&rules, &n, None);
+    let choice = vector::choose_vector(&rules, &n, None);
     assert!(rules::KNOWN_VECTORS.contains(&choice.builtin));
     let parsed = details::parse(text);
     let facts = rules::Facts {
@@ -133,7 +137,7 @@ pub fn rules(data: &[u8]) {
             panic!("chose {chosen:?}, but the first rule that matches alone is {first:?}")
         }
     }
-    let (event, _) = deliver::ban_event(&n, false, &choice, deliver::MAX_REQUEST_BODY).unwrap();
+    let (event, _) = event::ban_event(&n, false, &choice, event::MAX_REQUEST_BODY).unwrap();
     assert_eq!(event.vector, choice.vector);
 }
 
@@ -175,7 +179,7 @@ pub fn replies(data: &[u8]) {
             {
                 let _ = prefixd_fastnetmon::time::parse_rfc3339_ms(t);
             }
-            if let Some(host) = m.reason.as_deref().and_then(deliver::marker_host) {
+            if let Some(host) = m.reason.as_deref().and_then(unban::marker_host) {
                 assert!(!host.is_empty() && !host.contains(' '));
             }
         }

@@ -6,6 +6,7 @@
 //! that victim's own, which exists only while a run holds or waits for it.
 
 use crate::action::Action;
+use crate::fastnetmon::notice::Notice;
 use miniserde::{Deserialize, Serialize};
 use std::cell::Cell;
 use std::fs::{self, File, OpenOptions};
@@ -58,6 +59,42 @@ pub fn create_dir(dir: &Path) -> io::Result<()> {
     {
         Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE)),
         Err(e) => Err(e),
+    }
+}
+
+/// The spool's side of a notice: FastNetMon's room knows nothing of the spool, so the two
+/// conversions live here, beside the file format they read and write.
+impl Notice {
+    /// A spooled notice, as FastNetMon gave it. It was valid when it came; warnings were
+    /// logged then. `Err`: a file edited by hand, or written by something else.
+    pub fn from_entry(e: &Entry) -> Result<Notice, String> {
+        let (n, _) = Notice::parse(
+            &e.victim_ip,
+            Some(&e.direction),
+            e.pps.as_deref(),
+            Some(e.action.as_str()),
+        )?;
+        Ok(Notice {
+            details: e.details.clone(),
+            truncated: e.truncated,
+            received_ms: e.received_ms,
+            ..n
+        })
+    }
+
+    /// The notice as the spool keeps it, with no attempt recorded yet.
+    pub fn entry(&self) -> Entry {
+        Entry {
+            victim_ip: self.victim_ip.to_string(),
+            direction: self.direction.clone(),
+            pps: self.pps_given.clone(),
+            action: self.action,
+            details: self.details.clone(),
+            truncated: self.truncated,
+            received_ms: self.received_ms,
+            attempts: None,
+            last_error: None,
+        }
     }
 }
 

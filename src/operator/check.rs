@@ -2,12 +2,14 @@
 //! configuration in force with where each value came from, then one ✔/✘ line per check:
 //! env file, log, spool, CA file, rules, prefixd's health, and an authenticated request.
 
-use crate::api::{Answer, Client, Endpoint, Health};
 use crate::config::{Loaded, Source};
 use crate::error::Error;
 use crate::log::Log;
-use crate::service_user::{Need, ServiceUser, other_readers};
-use crate::spool::Spool;
+use crate::operator::service_user::{Need, ServiceUser, other_readers};
+use crate::prefixd::answer::Answer;
+use crate::prefixd::client::Client;
+use crate::prefixd::wire::{Endpoint, Health};
+use crate::spool::queue::Spool;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Instant;
@@ -63,7 +65,7 @@ pub fn run(loaded: &Loaded, deadline: Instant, log: &Log) -> Result<(), Error> {
 
     // Who runs the hook, and what it may do to each file: what decides whether a ban works
     // (Debian 13 runs FastNetMon, and so the hook, as `fastnetmon`).
-    let user = crate::service_user::find(Path::new("/"), cfg.fastnetmon_user.as_deref());
+    let user = crate::operator::service_user::find(Path::new("/"), cfg.fastnetmon_user.as_deref());
     match &user {
         Ok(u) => r.ok(format!(
             "FastNetMon runs the hook as {} (uid {}, group {}): {}",
@@ -71,7 +73,7 @@ pub fn run(loaded: &Loaded, deadline: Instant, log: &Log) -> Result<(), Error> {
         )),
         Err(e) => r.fail(78, format!("FastNetMon's user: {e}")),
     }
-    let user = user.unwrap_or_else(|_| crate::service_user::ServiceUser::root());
+    let user = user.unwrap_or_else(|_| crate::operator::service_user::ServiceUser::root());
     secret_file(
         &mut r,
         &user,
@@ -116,7 +118,7 @@ pub fn run(loaded: &Loaded, deadline: Instant, log: &Log) -> Result<(), Error> {
 
     match &cfg.ca_file {
         None => r.ok("TLS roots: the bundled Mozilla roots".into()),
-        Some(p) => match crate::files::load_ca_file(p) {
+        Some(p) => match crate::config::files::load_ca_file(p) {
             Ok(certs) => {
                 r.ok(format!(
                     "CA file {}: {} certificate(s)",
@@ -173,7 +175,7 @@ fn secret_file(r: &mut Checklist, user: &ServiceUser, what: &str, path: &Path, t
         ));
     };
     let mode = m.permissions().mode() & 0o7777;
-    let owner = crate::service_user::owner_of(&m);
+    let owner = crate::operator::service_user::owner_of(&m);
     let fix = format!("chown root:{} {shown} && chmod 0640 {shown}", user.group);
     if let Err(e) = user.may(path, Need::Read) {
         return r.fail(

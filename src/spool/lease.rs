@@ -3,10 +3,11 @@
 //! playbook's TTL unless another ban extends it: shared/prefixd-0.19.md §5). One file per
 //! victim in the spool directory's `leases/`, `<victim_ip>.lease`, written as notices are (temporary
 //! name → fsync → rename), so a crash leaves the old lease or the new one; the directory is
-//! fsynced in batches (`Spool::replace_text`).
+//! fsynced in batches (`Spool::replace_text`). What a lease holds is `prefixd::ban::Lease`
+//! (a ban as prefixd took it); this is where it is kept.
 
-use crate::spool::Spool;
-use miniserde::{Deserialize, Serialize};
+use crate::prefixd::ban::Lease;
+use crate::spool::queue::Spool;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -14,34 +15,6 @@ const SUFFIX: &str = ".lease";
 /// Leases live apart from the notices: every run lists the notices (its victim's queue), and
 /// a carpet's thousand leases would make each listing a thousand entries longer.
 const DIR: &str = "leases";
-
-/// What a renewal sends again, and what became of the mitigation so far.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct Lease {
-    pub victim_ip: String,
-    pub direction: String,
-    pub vector: String,
-    /// 0.0–1.0, as the ban sent it.
-    pub confidence: f64,
-    pub pps: Option<i64>,
-    pub bps: Option<i64>,
-    /// Milliseconds since the epoch when FastNetMon banned (its notice's time).
-    pub banned_ms: u64,
-    /// The `event_id` of the ban the lease renews.
-    pub event_id: String,
-    /// The mitigation prefixd created or extended; None while prefixd holds the ban.
-    pub mitigation_id: Option<String>,
-    /// When it ends unless renewed (ms since the epoch), as prefixd said at our last look;
-    /// None: look at the next flush.
-    pub expires_ms: Option<u64>,
-    /// Milliseconds since the epoch of the last renewal sent, if any.
-    pub renewed_ms: Option<u64>,
-    pub renewals: u32,
-    /// Why prefixd mitigates nothing for it yet (held by correlation, waiting for quota).
-    pub waiting: Option<String>,
-    /// Refused by prefixd's quota: sent again at each flush until it is taken.
-    pub quota: bool,
-}
 
 /// Where `victim_ip`'s lease lives: `<spool>/leases/<victim_ip>.lease`.
 pub fn path(dir: &Path, victim_ip: &str) -> PathBuf {
@@ -52,7 +25,7 @@ pub fn path(dir: &Path, victim_ip: &str) -> PathBuf {
 pub fn write(spool: &Spool, lease: &Lease, durable: bool) -> io::Result<()> {
     let p = path(spool.dir(), &lease.victim_ip);
     if let Some(parent) = p.parent() {
-        crate::spool::create_dir(parent)?;
+        crate::spool::queue::create_dir(parent)?;
     }
     let text = miniserde::json::to_string(lease);
     if !durable {
@@ -76,7 +49,7 @@ fn new_file(p: &Path, text: &str) -> io::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(p)?;
-    crate::spool::share(&f)?;
+    crate::spool::queue::share(&f)?;
     f.write_all(text.as_bytes())
 }
 
@@ -109,7 +82,7 @@ pub fn remove(dir: &Path, victim_ip: &str) -> io::Result<bool> {
 
 /// Every lease in the spool directory; an unreadable one as its path.
 pub fn all(dir: &Path) -> io::Result<Vec<Result<Lease, PathBuf>>> {
-    let paths = match crate::spool::files_ending(&dir.join(DIR), SUFFIX) {
+    let paths = match crate::spool::queue::files_ending(&dir.join(DIR), SUFFIX) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         r => r?,
     };

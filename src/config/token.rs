@@ -2,8 +2,8 @@
 //! a file holding it is readable by everyone (a group is FastNetMon's way in: `--check` judges it), and never echoed — not even a token put where its
 //! file's path belongs.
 
-use crate::files::read_bounded;
-use crate::values::parse_token;
+use crate::config::files::read_bounded;
+use crate::config::values::parse_token;
 use std::path::{Path, PathBuf};
 
 /// Where the token's variables were set: each one's source for messages (`file:line`,

@@ -1,14 +1,13 @@
-//! Numbers for Prometheus, through node_exporter's textfile collector: what became of the
-//! notices, what waits in the spool, when prefixd last took one, how long its requests took.
-//! A run tallies in memory (one process-wide tally, like the log: every layer may add to it);
-//! at its end the running totals in a small state file are updated under a lock and the
-//! `PREFIXD_METRICS` file is rewritten atomically (tmp in the same directory → rename).
+//! This run's tally: what became of its notices, what its renewals did, how long prefixd took
+//! to answer. One process-wide tally, like the log: every room may add to it and needs no
+//! more than this; `operator::metrics` adds it to the running totals and publishes them.
+//! Here too, with no I/O: the totals' two texts, the state file's `key value` lines and
+//! Prometheus's exposition format.
 
 use crate::action::Action;
-use crate::spool::{self, Name, Spool};
-use std::path::{Path, PathBuf};
+use crate::time::unix_now;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Fate {
@@ -37,7 +36,6 @@ const ACTIONS: [(Action, &str); 2] = [(Action::Ban, "ban"), (Action::Unban, "unb
 const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-const STATE: &str = ".metrics.state";
 
 /// What a renewal of a held victim did (README "Leases").
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -119,14 +117,18 @@ pub fn took(d: Duration) {
     t.duration_sum += secs;
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+/// This run's tally so far, for `operator::metrics` to add to the running totals.
+pub fn this_run() -> Totals {
+    run().clone()
+}
+
+/// Starts this run's tally again: it has been added to the running totals.
+pub fn clear() {
+    *run() = Totals::default();
 }
 
 impl Totals {
-    fn add(&mut self, o: &Totals) {
+    pub fn add(&mut self, o: &Totals) {
         for (a, row) in self.notices.iter_mut().enumerate() {
             for (f, n) in row.iter_mut().enumerate() {
                 *n += o.notices[a][f];
@@ -208,22 +210,6 @@ impl Totals {
     }
 }
 
-/// What the spool holds now: notices, and the age of the oldest.
-pub fn spool_gauges(spool: Option<&Spool>) -> (usize, f64) {
-    let names: Vec<Name> = spool
-        .and_then(|s| s.list().ok())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|p| Name::of(p))
-        .collect();
-    let oldest = names
-        .iter()
-        .map(|n| n.received_ms)
-        .min()
-        .map_or(0.0, |ms| (unix_now() - ms as f64 / 1000.0).max(0.0));
-    (names.len(), oldest)
-}
-
 /// Prometheus text exposition format, with HELP and TYPE lines.
 pub fn render(t: &Totals, spooled: usize, oldest_age: f64, held: usize) -> String {
     let mut s = String::new();
@@ -283,71 +269,6 @@ pub fn render(t: &Totals, spooled: usize, oldest_age: f64, held: usize) -> Strin
         "prefixd_fastnetmon_request_duration_seconds_count {cumulative}\n"
     ));
     s
-}
-
-/// Where the running totals live: the spool directory, or beside the metrics file when the
-/// spool is off.
-pub fn state_path(spool_dir: Option<&Path>, metrics: &Path) -> PathBuf {
-    match spool_dir {
-        Some(d) => d.join(STATE),
-        None => {
-            let mut name = metrics.file_name().unwrap_or_default().to_os_string();
-            name.push(".state");
-            metrics.with_file_name(format!(".{}", name.to_string_lossy()))
-        }
-    }
-}
-
-/// The running totals as stored (empty when there are none yet). Read without a lock: the
-/// file is only ever replaced whole.
-pub fn stored(state: &Path) -> Totals {
-    std::fs::read_to_string(state)
-        .map(|t| Totals::parse(&t))
-        .unwrap_or_default()
-}
-
-/// Adds this run's tally to the running totals and rewrites the metrics file. Errors are for
-/// a warning: metrics never fail a notice.
-pub fn publish(
-    metrics: &Path,
-    spool_dir: Option<&Path>,
-    spool: Option<&Spool>,
-    until: Instant,
-) -> Result<(), String> {
-    let state = state_path(spool_dir, metrics);
-    let lock_path = state.with_extension("lock");
-    let what = |e: std::io::Error, p: &Path| format!("{}: {e}", p.display());
-    let _lock = spool::lock_file(&lock_path, Some(until))
-        .map_err(|e| what(e, &lock_path))?
-        .ok_or_else(|| format!("{}: busy until our deadline", lock_path.display()))?;
-    let mut totals = stored(&state);
-    totals.add(&run());
-    replace(&state, &totals.to_text()).map_err(|e| what(e, &state))?;
-    let (spooled, oldest) = spool_gauges(spool);
-    let held = spool_dir
-        .and_then(|d| crate::lease::all(d).ok())
-        .map_or(0, |l| l.len());
-    replace(metrics, &render(&totals, spooled, oldest, held)).map_err(|e| what(e, metrics))?;
-    // Counted once: a second publish in this run adds nothing again.
-    *run() = Totals::default();
-    Ok(())
-}
-
-/// Replaces `path` whole: a temporary file beside it (not named `*.prom`, so the collector
-/// never reads it half-written), then a rename.
-fn replace(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_os_string();
-    tmp.push(format!(".tmp-{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, text)
-        .and_then(|()| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
-        })
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
 }
 
 #[cfg(test)]

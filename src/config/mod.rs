@@ -1,17 +1,26 @@
 //! Where and how to send: the env file (`/etc/default/prefixd`) under the process environment
 //! under command-line flags, each value remembering where it came from so that an error, and
 //! `--check`, can name its source.
+//!
+//! The configuration's room: this table and its loading, the env file's shell subset
+//! (`envfile`), each variable's parser (`values`), the token policy (`token`) and the
+//! operator's files read bounded (`files`). It uses FastNetMon's room (a rules file is parsed
+//! by its `rules`) and the leaves; never prefixd's side, the spool or the modes.
 
-use crate::envfile;
-use crate::files::{load_rules, read_env_file};
-use crate::token::{Given, looks_like_a_token, resolve_token};
-use crate::values::{
-    parse_bool, parse_count, parse_fraction, parse_operator, parse_seconds, parse_token, parse_url,
-};
+pub mod envfile;
+pub(crate) mod files;
+mod token;
+mod values;
+
+use files::{load_rules, read_env_file};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
+use token::{Given, looks_like_a_token, resolve_token};
+use values::{
+    parse_bool, parse_count, parse_fraction, parse_operator, parse_seconds, parse_token, parse_url,
+};
 
 pub const DEFAULT_ENV_FILE: &str = "/etc/default/prefixd";
 pub const DEFAULT_LOG: &str = "/var/log/prefixd-fastnetmon.log";
@@ -294,7 +303,7 @@ pub struct Config {
     /// PREFIXD_CONFIDENCE: sent on every ban instead of README's table; None: the table.
     pub confidence: Option<f64>,
     /// Custom vector rules (`PREFIXD_VECTOR_RULES`), first match wins.
-    pub rules: Vec<crate::rules::Rule>,
+    pub rules: Vec<crate::fastnetmon::rules::Rule>,
     /// PREFIXD_VECTOR_RULES, the file they came from.
     pub rules_file: Option<PathBuf>,
     pub debug: bool,

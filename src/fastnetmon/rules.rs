@@ -8,7 +8,7 @@
 //! udp_flood     contains="memcached"
 //! ```
 
-use crate::details::Details;
+use crate::fastnetmon::details::Details;
 
 /// The vectors prefixd v0.10.1 accepts; a rule may name another with a warning.
 pub const KNOWN_VECTORS: &[&str] = &[
@@ -198,7 +198,7 @@ pub fn first_match<'r>(rules: &'r [Rule], f: &Facts) -> Option<&'r Rule> {
     if rules.is_empty() {
         return None;
     }
-    let (sport, dport) = crate::details::busiest_ports(f.details);
+    let (sport, dport) = crate::fastnetmon::details::busiest_ports(f.details);
     let lower = f.text.to_lowercase();
     rules.iter().find(|r| {
         r.conds.iter().all(|c| match c {
@@ -229,7 +229,7 @@ mod tests {
         let e = parse("f", "udp_flood confidence=0.9\n").unwrap_err();
         assert!(e[0].contains("at least one condition"), "{e:?}");
     }
-    use crate::details;
+    use crate::fastnetmon::details;
 
     const FILE: &str = "\
 # vector      conditions (all must hold)
@@ -563,7 +563,7 @@ icmp_flood    pps>=1000 mbps>=5
 #[cfg(test)]
 mod props {
     use super::*;
-    use crate::details;
+    use crate::fastnetmon::details;
     use proptest::prelude::*;
 
     use crate::proptest_cases as cases;
@@ -882,7 +882,7 @@ mod props {
             } else {
                 self.packets.clone()
             };
-            crate::details::props::model_top(&samples, source)
+            crate::fastnetmon::details::props::model_top(&samples, source)
         }
 
         fn holds(&self, c: &Cond) -> bool {

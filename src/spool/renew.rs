@@ -5,13 +5,14 @@
 //! mitigation ends within PREFIXD_RENEW_BEFORE gets its ban sent again — never after the
 //! unban, never against a person's withdrawal, never past PREFIXD_RENEW_MAX.
 
-use crate::api::Mitigation;
-use crate::deliver::{self, Posted};
 use crate::error::Error;
-use crate::lease::{self, Lease};
-use crate::metrics::{self, Renewal};
-use crate::outbox::Ctx;
-use crate::spool::Spool;
+use crate::prefixd::ban::{self, Lease, Posted};
+use crate::prefixd::unban;
+use crate::prefixd::wire::Mitigation;
+use crate::spool::lease;
+use crate::spool::queue::Spool;
+use crate::spool::send::Ctx;
+use crate::tally::{self, Renewal};
 use crate::time;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -93,7 +94,7 @@ pub fn renew_all(ctx: &Ctx, spool: &Spool, fresh: &BTreeSet<String>) -> Renewed 
         .list()
         .unwrap_or_default()
         .iter()
-        .filter_map(|p| Some(crate::spool::Name::of(p)?.victim_ip))
+        .filter_map(|p| Some(crate::spool::queue::Name::of(p)?.victim_ip))
         .collect();
     let next = AtomicUsize::new(0);
     let report = Mutex::new(report);
@@ -179,7 +180,7 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
             ctx.cfg.renew_max.as_secs()
         ));
         end(ctx, dir, ip);
-        metrics::renewal(Renewal::Ended);
+        tally::renewal(Renewal::Ended);
         return Done::Ended;
     }
     let Some(id) = l.mitigation_id.clone() else {
@@ -197,7 +198,7 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
     {
         return Done::NotDue;
     }
-    let m: Mitigation = match deliver::mitigation(ctx.client, ctx.log, &id) {
+    let m: Mitigation = match unban::mitigation(ctx.client, ctx.log, &id) {
         Ok(Some(m)) => m,
         Ok(None) => {
             ctx.log.warn(&format!(
@@ -215,7 +216,7 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
             ctx.log.warn(&format!(
                 "lease of {ip}: mitigation {id}: {e}; looked at again next flush"
             ));
-            metrics::renewal(Renewal::Failed);
+            tally::renewal(Renewal::Failed);
             return Done::Failed;
         }
     };
@@ -239,8 +240,8 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
         }
         "withdrawn" => {
             let reason = m.reason.as_deref().unwrap_or("");
-            match deliver::marker_host(reason) {
-                Some(host) if host == deliver::hostname() => {
+            match unban::marker_host(reason) {
+                Some(host) if host == unban::hostname() => {
                     ctx.log.info(&format!(
                         "lease of {ip} ended: mitigation {id} was withdrawn by this host's unban"
                     ));
@@ -265,7 +266,7 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
                         crate::pretty::printable(reason, 200)
                     ));
                     end(ctx, dir, ip);
-                    metrics::renewal(Renewal::Ended);
+                    tally::renewal(Renewal::Ended);
                     Done::Ended
                 }
             }
@@ -299,9 +300,9 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
 /// Sends the ban again and records what prefixd did.
 fn send(ctx: &Ctx, spool: &Spool, l: &mut Lease, why: &str, now: u64) -> Done {
     let before = l.mitigation_id.clone();
-    match deliver::renew(ctx.client, ctx.log, l, why) {
+    match ban::renew(ctx.client, ctx.log, l, why) {
         Ok(posted) => {
-            metrics::renewal(match &posted {
+            tally::renewal(match &posted {
                 Posted::Mitigated(id) if before.as_ref() == Some(id) => Renewal::Extended,
                 Posted::Mitigated(_) => Renewal::Recreated,
                 Posted::Held(_) | Posted::Quota(_) => Renewal::Held,
@@ -330,7 +331,7 @@ fn send(ctx: &Ctx, spool: &Spool, l: &mut Lease, why: &str, now: u64) -> Done {
                 l.victim_ip
             ));
             end(ctx, spool.dir(), &l.victim_ip);
-            metrics::renewal(Renewal::Ended);
+            tally::renewal(Renewal::Ended);
             Done::Ended
         }
         Err(e) => {
@@ -338,7 +339,7 @@ fn send(ctx: &Ctx, spool: &Spool, l: &mut Lease, why: &str, now: u64) -> Done {
                 "renewal of {} not delivered ({e}); tried again next flush",
                 l.victim_ip
             ));
-            metrics::renewal(Renewal::Failed);
+            tally::renewal(Renewal::Failed);
             Done::Failed
         }
     }

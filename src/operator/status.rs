@@ -2,8 +2,8 @@
 //! check. Read-only: it reads the spool's files and takes no lock a delivering run waits on.
 
 use crate::config::Config;
-use crate::metrics;
-use crate::spool::{Name, Spool};
+use crate::operator::metrics;
+use crate::spool::queue::{Name, Spool};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The report, and whether anything waits.
@@ -94,7 +94,7 @@ pub fn report(cfg: &Config, verbose: bool) -> (String, bool) {
 /// The held victims (leases), soonest to end first: what `--flush` keeps mitigated until
 /// FastNetMon's unban.
 fn held_victims(dir: &std::path::Path, now_ms: u64) -> String {
-    let mut leases = match crate::lease::all(dir) {
+    let mut leases = match crate::spool::lease::all(dir) {
         Ok(l) => l,
         Err(_) => return String::new(),
     };

@@ -79,7 +79,7 @@ fn read_unit(root: &Path) -> Result<Unit, String> {
     files.extend(dropins.into_iter().map(|(_, p)| p));
     let (mut user, mut group) = (None, None);
     for f in &files {
-        let (bytes, _, _) = crate::files::read_bounded(f, MAX_UNIT_FILE)
+        let (bytes, _, _) = crate::config::files::read_bounded(f, MAX_UNIT_FILE)
             .map_err(|e| format!("{}: {e}", f.display()))?;
         let text = String::from_utf8_lossy(&bytes);
         let (u, g) = service_settings(&text);

@@ -4,7 +4,6 @@
 
 use crate::action::Action;
 use crate::pretty::printable;
-use crate::spool::Entry;
 use std::io::Read;
 use std::net::IpAddr;
 use std::sync::{Arc, Condvar, Mutex};
@@ -23,7 +22,8 @@ pub const READ_MAX: u64 = 64 * 1024 * 1024;
 pub const SHORT_DRAIN: Duration = Duration::from_secs(2);
 
 /// One FastNetMon call, parsed once: from argv when FastNetMon calls, or from its spooled
-/// `Entry` when the spool replays it. The two convert into each other directly.
+/// `Entry` when the spool replays it. The two convert into each other directly, in
+/// `spool::queue`: this room knows nothing of the spool.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notice {
     /// Canonical text (RFC 5952 for IPv6): prefixd matches `victim_ip` byte for byte.
@@ -39,7 +39,7 @@ pub struct Notice {
     /// Milliseconds since the epoch when FastNetMon called us.
     pub received_ms: u64,
     /// PPS as FastNetMon wrote it, so that a spooled copy reads exactly as it came.
-    pps_given: Option<String>,
+    pub(crate) pps_given: Option<String>,
 }
 
 impl Notice {
@@ -112,38 +112,6 @@ impl Notice {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         self
-    }
-
-    /// A spooled notice, as FastNetMon gave it. It was valid when it came; warnings were
-    /// logged then. `Err`: a file edited by hand, or written by something else.
-    pub fn from_entry(e: &Entry) -> Result<Notice, String> {
-        let (n, _) = Notice::parse(
-            &e.victim_ip,
-            Some(&e.direction),
-            e.pps.as_deref(),
-            Some(e.action.as_str()),
-        )?;
-        Ok(Notice {
-            details: e.details.clone(),
-            truncated: e.truncated,
-            received_ms: e.received_ms,
-            ..n
-        })
-    }
-
-    /// The notice as the spool keeps it, with no attempt recorded yet.
-    pub fn entry(&self) -> Entry {
-        Entry {
-            victim_ip: self.victim_ip.to_string(),
-            direction: self.direction.clone(),
-            pps: self.pps_given.clone(),
-            action: self.action,
-            details: self.details.clone(),
-            truncated: self.truncated,
-            received_ms: self.received_ms,
-            attempts: None,
-            last_error: None,
-        }
     }
 
     /// When FastNetMon called us about it.

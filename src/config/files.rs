@@ -55,13 +55,13 @@ pub fn load_rules(
     path: Option<&Path>,
     warnings: &mut Vec<String>,
     bad: &mut Vec<String>,
-) -> Vec<crate::rules::Rule> {
+) -> Vec<crate::fastnetmon::rules::Rule> {
     let Some(path) = path else {
         return Vec::new();
     };
     match read_rules_file(path) {
         Ok(text) => {
-            let p = crate::rules::parse_skipping(&path.display().to_string(), &text);
+            let p = crate::fastnetmon::rules::parse_skipping(&path.display().to_string(), &text);
             warnings.extend(p.warnings);
             let left = p.rules.len();
             bad.extend(p.skipped.into_iter().map(|why| {
