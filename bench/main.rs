@@ -628,6 +628,60 @@ fn main() {
 
     // 8: leases. A long ban's coverage, renewals at scale, what an idle flush pays.
     leases(&bin, fixture);
+    // 9: what asking FastNetMon's ban list costs a flush.
+    banlist_cost(&bin);
+}
+
+/// A --flush holding 1,000 victims, none due for renewal, with FastNetMon's ban list read (a
+/// stand-in printing the 1,000 entries as `fastnetmon_api_client get_banlist` does) and not
+/// asked: what the reconciliation adds to every timer run.
+fn banlist_cost(bin: &str) {
+    let srv = Server::start();
+    let mut env = Env::new("banlist", &srv.url);
+    env.set("PREFIXD_RENEW_BEFORE", "1");
+    let leases = env.dir.join("spool/leases");
+    std::fs::create_dir_all(&leases).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let in_an_hour = now + 3_600_000;
+    let mut list = String::new();
+    for i in 0..1000 {
+        let ip = format!("10.2.{}.{}", i / 250, i % 250 + 1);
+        list.push_str(&format!("{ip}/32\n"));
+        let lease = format!(
+            r#"{{"victim_ip":"{ip}","direction":"incoming","vector":"udp_flood","confidence":0.9,"pps":1000,"bps":null,"banned_ms":{now},"event_id":"8182c3a0-5b20-4dac-91b9-{i:012x}","mitigation_id":"00000000-0000-4000-8000-{i:012x}","expires_ms":{in_an_hour},"renewed_ms":null,"renewals":0,"waiting":null,"quota":false}}"#
+        );
+        std::fs::write(leases.join(format!("{ip}.lease")), lease).unwrap();
+    }
+    std::fs::write(env.dir.join("list"), list).unwrap();
+    let script = env.dir.join("get_banlist");
+    std::fs::write(&script, "#!/bin/sh\nexec cat \"$(dirname \"$0\")/list\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let flushes = |env: &Env| {
+        let mut t: Vec<Duration> = (0..15)
+            .map(|_| time(env.cmd(bin, &["--flush"]), None))
+            .collect();
+        median(&mut t)
+    };
+    env.set("FASTNETMON_BANLIST", &script.display().to_string());
+    let asked = flushes(&env);
+    let log = std::fs::read_to_string(env.dir.join("log")).unwrap_or_default();
+    let read = log.contains("FastNetMon's ban list read: 0 held victim(s) not in it");
+    env.set("FASTNETMON_BANLIST", "off");
+    let off = flushes(&env);
+    row(
+        "--flush with 1,000 held victims (none due): FastNetMon's ban list read, median of 15",
+        format!("{} (not asked: {})", ms(asked), ms(off)),
+        format!(
+            "+{:.2} ms a flush; list read, all listed {}; requests to prefixd {} {}",
+            (asked.as_secs_f64() - off.as_secs_f64()) * 1000.0,
+            verdict(read),
+            srv.requests().len(),
+            verdict(srv.requests().is_empty())
+        ),
+    );
 }
 
 /// Share of 250-ms samples, between FastNetMon's ban and its unban, at which the victim had an

@@ -261,6 +261,15 @@ fn flush_spool(run: &Run) -> Result<(), Error> {
             w.skipped
         ));
     }
+    let c = &report.reconciled;
+    match &c.unanswered {
+        _ if !c.asked => {}
+        Some(_) => line.push_str("; FastNetMon's ban list not read"),
+        None => line.push_str(&format!(
+            "; FastNetMon's ban list read: {} held victim(s) not in it, {} unbanned for it, {} unban(s) kept",
+            c.unlisted, c.withdrawn, c.kept
+        )),
+    }
     let r = &report.renewed;
     if r.held > 0 {
         line.push_str(&format!(

@@ -60,6 +60,26 @@ const RENEWALS: [(Renewal, &str); 5] = [
     (Renewal::Failed, "failed"),
 ];
 
+/// What `--flush` learnt from FastNetMon's ban list (README "When FastNetMon restarts").
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Reconcile {
+    /// A flush read the list.
+    Read,
+    /// A flush asked and FastNetMon did not say (down, its API off, garbage, a timeout).
+    Unanswered,
+    /// A held victim it no longer listed, past the grace period: treated as its unban.
+    Withdrawn,
+    /// The same, with the unban kept in the spool (prefixd unreachable).
+    Kept,
+}
+
+const RECONCILE: [(Reconcile, &str); 4] = [
+    (Reconcile::Read, "banlist.read"),
+    (Reconcile::Unanswered, "banlist.unanswered"),
+    (Reconcile::Withdrawn, "unlisted.withdrawn"),
+    (Reconcile::Kept, "unlisted.kept"),
+];
+
 /// Running totals: this run's, or all runs' (the state file).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Totals {
@@ -67,6 +87,8 @@ pub struct Totals {
     notices: [[u64; FATES.len()]; 2],
     /// In `RENEWALS` order.
     renewals: [u64; RENEWALS.len()],
+    /// In `RECONCILE` order.
+    reconcile: [u64; RECONCILE.len()],
     /// Per bucket (not cumulative), then everything above the last bound.
     buckets: [u64; BUCKETS.len() + 1],
     duration_sum: f64,
@@ -77,6 +99,7 @@ pub struct Totals {
 static RUN: Mutex<Totals> = Mutex::new(Totals {
     notices: [[0; FATES.len()]; 2],
     renewals: [0; RENEWALS.len()],
+    reconcile: [0; RECONCILE.len()],
     buckets: [0; BUCKETS.len() + 1],
     duration_sum: 0.0,
     last_delivery: None,
@@ -103,6 +126,12 @@ pub fn count(action: Action, fate: Fate) {
 pub fn renewal(r: Renewal) {
     let i = RENEWALS.iter().position(|(x, _)| *x == r).unwrap_or(0);
     run().renewals[i] += 1;
+}
+
+/// Counts what a flush learnt from FastNetMon's ban list.
+pub fn reconcile(r: Reconcile) {
+    let i = RECONCILE.iter().position(|(x, _)| *x == r).unwrap_or(0);
+    run().reconcile[i] += 1;
 }
 
 /// Records how long one request to prefixd took (it answered).
@@ -137,6 +166,9 @@ impl Totals {
         for (i, n) in self.renewals.iter_mut().enumerate() {
             *n += o.renewals[i];
         }
+        for (i, n) in self.reconcile.iter_mut().enumerate() {
+            *n += o.reconcile[i];
+        }
         for (b, n) in self.buckets.iter_mut().enumerate() {
             *n += o.buckets[b];
         }
@@ -158,7 +190,11 @@ impl Totals {
             };
             let n = value.parse::<u64>().ok();
             let x = value.parse::<f64>().ok().filter(|x| x.is_finite());
-            if let Some(r) = key.strip_prefix("renewal.") {
+            if let Some(i) = RECONCILE.iter().position(|(_, s)| *s == key) {
+                if let Some(n) = n {
+                    t.reconcile[i] = n;
+                }
+            } else if let Some(r) = key.strip_prefix("renewal.") {
                 let i = RENEWALS.iter().position(|(_, s)| *s == r);
                 if let (Some(i), Some(n)) = (i, n) {
                     t.renewals[i] = n;
@@ -195,6 +231,9 @@ impl Totals {
         for (i, (_, name)) in RENEWALS.iter().enumerate() {
             s.push_str(&format!("renewal.{name} {}\n", self.renewals[i]));
         }
+        for (i, (_, name)) in RECONCILE.iter().enumerate() {
+            s.push_str(&format!("{name} {}\n", self.reconcile[i]));
+        }
         for (i, n) in self.buckets.iter().enumerate() {
             s.push_str(&format!("bucket{i} {n}\n"));
         }
@@ -230,6 +269,30 @@ pub fn render(t: &Totals, spooled: usize, oldest_age: f64, held: usize) -> Strin
             "prefixd_fastnetmon_renewals_total{{result=\"{name}\"}} {}\n",
             t.renewals[i]
         ));
+    }
+    for (metric, help, kind) in [
+        (
+            "prefixd_fastnetmon_banlist_reads_total",
+            "Flushes that asked FastNetMon for its ban list, by whether it said (read) or not (unanswered: down, its API off, not a list, a timeout).",
+            "banlist",
+        ),
+        (
+            "prefixd_fastnetmon_unlisted_victims_total",
+            "Held victims FastNetMon's ban list no longer listed past the grace period (it restarted or lost the ban), treated as its unban: withdrawn, or the unban kept in the spool.",
+            "unlisted",
+        ),
+    ] {
+        s.push_str(&format!(
+            "# HELP {metric} {help}\n# TYPE {metric} counter\n"
+        ));
+        for (i, (_, key)) in RECONCILE.iter().enumerate() {
+            if let Some(result) = key.strip_prefix(kind).and_then(|r| r.strip_prefix('.')) {
+                s.push_str(&format!(
+                    "{metric}{{result=\"{result}\"}} {}\n",
+                    t.reconcile[i]
+                ));
+            }
+        }
     }
     s.push_str("# HELP prefixd_fastnetmon_held_victims Victims FastNetMon bans and we keep mitigated until its unban (leases).\n");
     s.push_str("# TYPE prefixd_fastnetmon_held_victims gauge\n");

@@ -236,6 +236,20 @@ pub const VARIABLES: &[Var] = &[
         "user FastNetMon runs as (--check); default: its unit's",
     ),
     var(
+        "FASTNETMON_BANLIST",
+        crate::fastnetmon::banlist::DEFAULT_COMMAND,
+        Kind::Text,
+        FallsBack,
+        "command printing FastNetMon's ban list; off: not asked",
+    ),
+    var(
+        "FASTNETMON_BANLIST_GRACE",
+        "120",
+        Kind::Seconds { zero_ok: false },
+        FallsBack,
+        "seconds a held victim may be unlisted before its unban",
+    ),
+    var(
         "PREFIXD_DEBUG",
         "0",
         Kind::Bool,
@@ -296,6 +310,14 @@ pub struct Config {
     pub metrics: Option<PathBuf>,
     /// The user FastNetMon runs as, when said (`FASTNETMON_USER`); None: read from its unit.
     pub fastnetmon_user: Option<String>,
+    /// The command that prints FastNetMon's ban list (`FASTNETMON_BANLIST`, or the default when
+    /// its client is on PATH); None: FastNetMon is not asked, leases end only by unbans.
+    pub banlist: Option<Vec<String>>,
+    /// FASTNETMON_BANLIST was set (a command that cannot run is then worth a warning).
+    pub banlist_given: bool,
+    /// How long a held victim may be missing from FastNetMon's ban list before that counts as
+    /// its unban (`FASTNETMON_BANLIST_GRACE`).
+    pub banlist_grace: Duration,
     /// Renew a held victim's mitigation when it ends within this (PREFIXD_RENEW_BEFORE).
     pub renew_before: Duration,
     /// Stop renewing this long after FastNetMon's ban (PREFIXD_RENEW_MAX); zero: no leases.
@@ -366,6 +388,8 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
     let rules_file = r.path("PREFIXD_VECTOR_RULES");
     let metrics = r.path("PREFIXD_METRICS");
     let fastnetmon_user = r.opt_text("FASTNETMON_USER").filter(|u| !u.is_empty());
+    let banlist_text = r.opt_text("FASTNETMON_BANLIST");
+    let banlist_grace = r.seconds("FASTNETMON_BANLIST_GRACE");
     let debug = r.flag("PREFIXD_DEBUG");
     let sources = r.sources;
 
@@ -375,6 +399,12 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
             .find(|o| o.name == name)
             .map_or(Source::Default, |o| o.source.clone())
     };
+    // FastNetMon's ban list: as given, or the default command when its client is on PATH.
+    let banlist_given = source_of("FASTNETMON_BANLIST") != Source::Default;
+    let banlist = crate::fastnetmon::banlist::command(
+        banlist_text.as_deref().filter(|_| banlist_given),
+        env("PATH").as_deref(),
+    );
     let given = Given {
         token_from: source_of("PREFIXD_TOKEN").to_string(),
         token_file_from: source_of("PREFIXD_TOKEN_FILE").to_string(),
@@ -413,6 +443,9 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
         unban_max_age,
         metrics,
         fastnetmon_user,
+        banlist,
+        banlist_given,
+        banlist_grace,
         renew_before,
         renew_max,
         confidence,

@@ -137,6 +137,8 @@ pub fn run(loaded: &Loaded, deadline: Instant, log: &Log) -> Result<(), Error> {
         readable(&mut r, &user, "vector rules", p);
     }
 
+    banlist(&mut r, cfg);
+
     match Client::new(cfg, deadline) {
         Err(e) => r.fail(78, format!("client: {e}")),
         Ok(client) => reach(&client, cfg.token.is_some(), log, &mut r),
@@ -155,6 +157,32 @@ pub fn run(loaded: &Loaded, deadline: Instant, log: &Log) -> Result<(), Error> {
             77 => Error::Unauthorized(what),
             _ => Error::Config(what),
         }),
+    }
+}
+
+/// FastNetMon's ban list, which `--flush` reads to let go of the victims a restarted
+/// FastNetMon forgot: readable, or why not.
+fn banlist(r: &mut Checklist, cfg: &crate::config::Config) {
+    use crate::fastnetmon::banlist::{self, DEFAULT_COMMAND, MAX_WAIT};
+    let Some(words) = &cfg.banlist else {
+        return match cfg.banlist_given {
+            true => r.ok("FastNetMon's ban list: not asked (FASTNETMON_BANLIST=off): leases end only by FastNetMon's unbans".into()),
+            false => r.lines.push(format!(
+                "! FastNetMon's ban list: not asked ({DEFAULT_COMMAND}: not on PATH): a restarted FastNetMon's forgotten bans stay mitigated up to PREFIXD_RENEW_MAX"
+            )),
+        };
+    };
+    let command = words.join(" ");
+    match banlist::read(words, MAX_WAIT) {
+        Ok(list) => r.ok(format!(
+            "FastNetMon's ban list ({command}): {} entr{}",
+            list.prefixes.len(),
+            if list.prefixes.len() == 1 { "y" } else { "ies" }
+        )),
+        Err(e) => r.fail(
+            75,
+            format!("FastNetMon's ban list ({command}): {e}; --flush keeps every held victim until FastNetMon answers"),
+        ),
     }
 }
 

@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::operator::metrics;
 use crate::spool::queue::{Name, Spool};
+use crate::spool::reconcile;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The report, and whether anything waits.
@@ -61,7 +62,7 @@ pub fn report(cfg: &Config, verbose: bool) -> (String, bool) {
     }
     let waiting = oldest.is_some();
     let count = out.lines().count();
-    let held = held_victims(dir, now_ms);
+    let held = held_victims(cfg, dir, now_ms);
     match oldest {
         Some(age) => out.push_str(&format!(
             "{count} notice(s) waiting in {}, oldest {}; ",
@@ -92,8 +93,8 @@ pub fn report(cfg: &Config, verbose: bool) -> (String, bool) {
 }
 
 /// The held victims (leases), soonest to end first: what `--flush` keeps mitigated until
-/// FastNetMon's unban.
-fn held_victims(dir: &std::path::Path, now_ms: u64) -> String {
+/// FastNetMon's unban, and whether FastNetMon still banned each at the last look.
+fn held_victims(cfg: &Config, dir: &std::path::Path, now_ms: u64) -> String {
     let mut leases = match crate::spool::lease::all(dir) {
         Ok(l) => l,
         Err(_) => return String::new(),
@@ -107,6 +108,24 @@ fn held_victims(dir: &std::path::Path, now_ms: u64) -> String {
         "{} held victim(s), renewed by --flush until FastNetMon's unban:\n",
         leases.len()
     );
+    let look = reconcile::last_look(dir);
+    out.push_str(&match (&cfg.banlist, &look) {
+        (None, _) => "FastNetMon's ban list: not asked (FASTNETMON_BANLIST, or fastnetmon_api_client not on PATH): leases end only by FastNetMon's unbans\n".into(),
+        (Some(_), None) => "FastNetMon's ban list: not looked at yet\n".into(),
+        (Some(_), Some(k)) => match (k.listed, &k.why) {
+            (Some(n), _) => format!(
+                "FastNetMon's ban list: read {} ago ({}), {n} entr{}\n",
+                ago(k.looked_ms),
+                crate::time::rfc3339_from_unix(k.looked_ms / 1000),
+                if n == 1 { "y" } else { "ies" }
+            ),
+            (None, why) => format!(
+                "FastNetMon's ban list: NOT READ {} ago: {}; leases go on\n",
+                ago(k.looked_ms),
+                why.as_deref().unwrap_or("?")
+            ),
+        },
+    });
     for l in &leases {
         let l = match l {
             Ok(l) => l,
@@ -132,8 +151,23 @@ fn held_victims(dir: &std::path::Path, now_ms: u64) -> String {
             (Some(id), None) => format!("mitigation {id}, {expires}"),
             (None, None) => "mitigation not known yet".into(),
         };
+        let fastnetmon = match (&cfg.banlist, &look, l.unlisted_ms) {
+            (None, _, _) => String::new(),
+            (_, _, Some(since)) => format!(
+                "; NOT IN FASTNETMON'S BAN LIST for {}: unbanned after {}s",
+                ago(since),
+                cfg.banlist_grace.as_secs()
+            ),
+            (_, Some(k), None) if k.listed.is_some() && k.looked_ms >= l.banned_ms => {
+                "; FastNetMon bans it".into()
+            }
+            (_, Some(k), None) if k.listed.is_none() && k.looked_ms >= l.banned_ms => {
+                "; FastNetMon did not say at the last look".into()
+            }
+            _ => "; FastNetMon not asked since its ban".into(),
+        };
         out.push_str(&format!(
-            "held  {:<15} {:>7}  {} {}  {state}; {renewed}\n",
+            "held  {:<15} {:>7}  {} {}  {state}; {renewed}{fastnetmon}\n",
             l.victim_ip,
             ago(l.banned_ms),
             l.vector,

@@ -44,6 +44,9 @@ pub struct Lease {
     pub waiting: Option<String>,
     /// Refused by prefixd's quota: sent again at each flush until it is taken.
     pub quota: bool,
+    /// Since when (ms since the epoch) FastNetMon's ban list has not listed the victim, at
+    /// every look since; None: listed at the last look, or not looked at (leases of 0.2.0).
+    pub unlisted_ms: Option<u64>,
 }
 
 /// What a delivered notice did.
@@ -81,6 +84,7 @@ pub fn ban(
         renewals: 0,
         waiting: None,
         quota: false,
+        unlisted_ms: None,
     };
     let send = |choice: &VectorChoice, limit: usize| {
         let mut tail = String::new();

@@ -2,7 +2,7 @@
 //! and confidence are what they are. Nothing is sent.
 
 use super::event::{MAX_REQUEST_BODY, ban_event};
-use super::unban::{lookup_path, withdraw_body};
+use super::unban::{lookup_path, unban_reason, withdraw_body};
 use crate::config::Config;
 use crate::error::Error;
 use crate::fastnetmon::notice::Notice;
@@ -59,7 +59,11 @@ pub fn requests(cfg: &Config, n: &Notice) -> Result<String, Error> {
             out,
             "then, for each mitigation_id listed:\nPOST {}/v1/mitigations/{{mitigation_id}}/withdraw\n{auth}Content-Type: application/json\n\n{}",
             cfg.api,
-            crate::pretty::json(&withdraw_body(cfg, n))
+            crate::pretty::json(&withdraw_body(
+                cfg,
+                &unban_reason(n),
+                &n.victim_ip.to_string()
+            ))
         );
     }
     Ok(out)

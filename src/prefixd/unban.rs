@@ -66,33 +66,37 @@ pub fn hostname() -> String {
     }
 }
 
-pub fn withdraw_body(cfg: &Config, notice: &Notice) -> String {
+/// Why a FastNetMon unban withdraws: the words before the marker in `reason`.
+pub fn unban_reason(notice: &Notice) -> String {
+    format!(
+        "FastNetMon unban for {} (direction={})",
+        notice.victim_ip, notice.direction
+    )
+}
+
+/// The withdrawal's body: `why`, then our marker naming this host and the victim.
+pub fn withdraw_body(cfg: &Config, why: &str, victim_ip: &str) -> String {
     miniserde::json::to_string(&Withdraw {
         // v0.10.1 requires it; v0.19.1 ignores it.
         operator_id: cfg.operator.clone(),
-        reason: format!(
-            "FastNetMon unban for {} (direction={}) {}",
-            notice.victim_ip,
-            notice.direction,
-            withdraw_marker(&hostname(), &notice.victim_ip.to_string())
-        ),
+        reason: format!("{why} {}", withdraw_marker(&hostname(), victim_ip)),
     })
 }
 
 /// Withdraws every active mitigation of the victim (all vectors), as the bash script does,
-/// looking up to `lookups_max` times while none is active yet. `not_after` (a replayed
-/// unban): leave alone the mitigations updated after it — created or extended by a ban that
-/// came after FastNetMon's unban, or made by someone else since.
+/// looking up to `lookups_max` times while none is active yet, each withdrawal saying `why`.
+/// `not_after` (a replayed unban): leave alone the mitigations updated after it — created or
+/// extended by a ban that came after FastNetMon's unban, or made by someone else since.
 pub fn unban(
     client: &Client,
     cfg: &Config,
     log: &Log,
-    notice: &Notice,
+    (notice, why): (&Notice, &str),
     lookups_max: u32,
     not_after: Option<SystemTime>,
 ) -> Result<(), Error> {
     let ip = notice.victim_ip.to_string();
-    let body = withdraw_body(cfg, notice);
+    let body = withdraw_body(cfg, why, &ip);
     let cutoff_ms = not_after.map(|t| {
         t.duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64)

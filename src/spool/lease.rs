@@ -120,6 +120,7 @@ mod tests {
             renewals: 0,
             waiting: None,
             quota: false,
+            unlisted_ms: Some(1_796_000_060_000),
         };
         write(&spool, &lease, true).unwrap();
         assert_eq!(

@@ -6,14 +6,15 @@
 //!
 //! Inside, from the bottom: `queue` (the notices' files and locks) and `lease` (the leases'
 //! files) ← `send` (one notice to prefixd, `Ctx`) ← `waiting` (a victim's waiting notices, in
-//! order) and `renew` (the held victims) ← `outbox` (a fresh notice: now, behind its
-//! victim's, or kept) and `flush` (waiting, then renew). No module imports the one that
-//! calls it.
+//! order), `reconcile` (held victims FastNetMon no longer bans) and `renew` (the held
+//! victims) ← `outbox` (a fresh notice: now, behind its victim's, or kept) and `flush`
+//! (waiting, reconcile, renew). No module imports the one that calls it.
 
 pub(crate) mod flush;
 pub(crate) mod lease;
 pub(crate) mod outbox;
 pub mod queue;
+pub(crate) mod reconcile;
 pub(crate) mod renew;
 pub(crate) mod send;
 pub(crate) mod waiting;

@@ -40,8 +40,16 @@ pub fn keepable(e: &Error) -> bool {
 /// Sends one notice, fresh or replayed from the spool.
 pub fn send(ctx: &Ctx, notice: &Notice, replay: bool) -> Result<Delivered, Error> {
     let unban = |lookups, not_after| {
-        unban::unban(ctx.client, ctx.cfg, ctx.log, notice, lookups, not_after)
-            .map(|()| Delivered::Unban)
+        let why = unban::unban_reason(notice);
+        unban::unban(
+            ctx.client,
+            ctx.cfg,
+            ctx.log,
+            (notice, &why),
+            lookups,
+            not_after,
+        )
+        .map(|()| Delivered::Unban)
     };
     match notice.action {
         Action::Ban => ban::ban(ctx.cfg, ctx.client, ctx.log, notice, replay),

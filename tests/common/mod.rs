@@ -58,6 +58,9 @@ impl Sandbox {
         sb.set("PREFIXD_LOG", &log);
         sb.set("PREFIXD_SPOOL", &spool);
         sb.set("PREFIXD_API", api);
+        // This machine's FastNetMon client (make e2e installs it) must not decide a test: the
+        // tests that ask a ban list name a stand-in of their own.
+        sb.set("FASTNETMON_BANLIST", "off");
         sb
     }
 
@@ -99,17 +102,25 @@ impl Sandbox {
 
     /// Makes every spooled notice and every lease `secs` older, as if FastNetMon had called
     /// that much earlier: a notice's recorded time (in the file and in its name), a lease's
-    /// `banned_ms`, move back. Tests age notices this way instead of waiting for the clock.
+    /// `banned_ms` (and `unlisted_ms`, since when FastNetMon's ban list has not shown it),
+    /// move back. Tests age notices this way instead of waiting for the clock.
     pub fn backdate(&self, secs: f64) {
         use prefixd_fastnetmon::spool::queue::{Entry, Name};
         let back = (secs * 1000.0) as u64;
         for lease in self.leases() {
             let path = self.dir.join("spool/leases").join(format!("{lease}.lease"));
-            let text = std::fs::read_to_string(&path).unwrap();
-            let (head, rest) = text.split_once("\"banned_ms\":").unwrap();
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            let older = digits.parse::<u64>().unwrap() - back;
-            let text = format!("{head}\"banned_ms\":{older}{}", &rest[digits.len()..]);
+            let mut text = std::fs::read_to_string(&path).unwrap();
+            for field in ["\"banned_ms\":", "\"unlisted_ms\":"] {
+                let Some((head, rest)) = text.split_once(field) else {
+                    continue;
+                };
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                if digits.is_empty() {
+                    continue; // null
+                }
+                let older = digits.parse::<u64>().unwrap() - back;
+                text = format!("{head}{field}{older}{}", &rest[digits.len()..]);
+            }
             std::fs::write(&path, text).unwrap();
         }
         for name in self.spooled() {
