@@ -39,6 +39,8 @@ impl Env {
             ("PREFIXD_LOG".into(), p("log")),
             ("PREFIXD_SPOOL".into(), p("spool")),
             ("UNBAN_QUERY_RETRIES".into(), "1".into()),
+            // This machine's FastNetMon client is not what a row measures (row 9 names one).
+            ("FASTNETMON_BANLIST".into(), "off".into()),
         ];
         Env { dir, vars }
     }
@@ -639,22 +641,13 @@ fn banlist_cost(bin: &str) {
     let srv = Server::start();
     let mut env = Env::new("banlist", &srv.url);
     env.set("PREFIXD_RENEW_BEFORE", "1");
-    let leases = env.dir.join("spool/leases");
-    std::fs::create_dir_all(&leases).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    let in_an_hour = now + 3_600_000;
     let mut list = String::new();
-    for i in 0..1000 {
-        let ip = format!("10.2.{}.{}", i / 250, i % 250 + 1);
+    let mut n = 0;
+    hold(&env, 2, 1000, Some(3_600_000), |ip| {
         list.push_str(&format!("{ip}/32\n"));
-        let lease = format!(
-            r#"{{"victim_ip":"{ip}","direction":"incoming","vector":"udp_flood","confidence":0.9,"pps":1000,"bps":null,"banned_ms":{now},"event_id":"8182c3a0-5b20-4dac-91b9-{i:012x}","mitigation_id":"00000000-0000-4000-8000-{i:012x}","expires_ms":{in_an_hour},"renewed_ms":null,"renewals":0,"waiting":null,"quota":false}}"#
-        );
-        std::fs::write(leases.join(format!("{ip}.lease")), lease).unwrap();
-    }
+        n += 1;
+        format!("00000000-0000-4000-8000-{n:012x}")
+    });
     std::fs::write(env.dir.join("list"), list).unwrap();
     let script = env.dir.join("get_banlist");
     std::fs::write(&script, "#!/bin/sh\nexec cat \"$(dirname \"$0\")/list\"\n").unwrap();
@@ -724,6 +717,33 @@ fn coverage(bin: &str, fixture: &Path, renew: bool) -> (f64, bool) {
     )
 }
 
+/// `n` held victims `10.<net>.x.y`, their leases written as a delivered ban writes them, each
+/// with the mitigation id `mitigation(ip)` gives; `expires_in` (ms): when prefixd said it ends
+/// (None: looked at by the next flush).
+fn hold(
+    env: &Env,
+    net: u8,
+    n: usize,
+    expires_in: Option<u128>,
+    mut mitigation: impl FnMut(&str) -> String,
+) {
+    let leases = env.dir.join("spool/leases");
+    std::fs::create_dir_all(&leases).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let expires = expires_in.map_or("null".to_string(), |e| (now + e).to_string());
+    for i in 0..n {
+        let ip = format!("10.{net}.{}.{}", i / 250, i % 250 + 1);
+        let id = mitigation(&ip);
+        let lease = format!(
+            r#"{{"victim_ip":"{ip}","direction":"incoming","vector":"udp_flood","confidence":0.9,"pps":1000,"bps":null,"banned_ms":{now},"event_id":"8182c3a0-5b20-4dac-91b9-{i:012x}","mitigation_id":"{id}","expires_ms":{expires},"renewed_ms":null,"renewals":0,"waiting":null,"quota":false}}"#
+        );
+        std::fs::write(leases.join(format!("{ip}.lease")), lease).unwrap();
+    }
+}
+
 /// One --flush renewing `n` held victims whose mitigations are due, prefixd answering each
 /// request in `delay`: wall time, and how many were renewed.
 fn renew_many(bin: &str, n: usize, delay: Duration) -> (Duration, usize) {
@@ -735,21 +755,9 @@ fn renew_many(bin: &str, n: usize, delay: Duration) -> (Duration, usize) {
     let mut env = Env::new(&format!("renew{n}"), &srv.url);
     env.set("PREFIXD_RENEW_BEFORE", "86400");
     env.set("PREFIXD_DEADLINE", "120");
-    let leases = env.dir.join("spool/leases");
-    std::fs::create_dir_all(&leases).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    for i in 0..n {
-        let ip = format!("10.1.{}.{}", i / 250, i % 250 + 1);
-        let id = srv.add_mitigation(&ip, "udp_flood", "active");
-        // A lease as a delivered ban writes it.
-        let lease = format!(
-            r#"{{"victim_ip":"{ip}","direction":"incoming","vector":"udp_flood","confidence":0.9,"pps":1000,"bps":null,"banned_ms":{now},"event_id":"8182c3a0-5b20-4dac-91b9-{i:012x}","mitigation_id":"{id}","expires_ms":null,"renewed_ms":null,"renewals":0,"waiting":null,"quota":false}}"#
-        );
-        std::fs::write(leases.join(format!("{ip}.lease")), lease).unwrap();
-    }
+    hold(&env, 1, n, None, |ip| {
+        srv.add_mitigation(ip, "udp_flood", "active")
+    });
     let took = time(env.cmd(bin, &["--flush"]), None);
     let renewed = srv
         .mitigations()

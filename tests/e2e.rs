@@ -563,6 +563,15 @@ fn sample_coverage(
     (samples, covered, after, gaps)
 }
 
+/// The `reason` prefixd stored when `ip`'s mitigation was withdrawn ("" while none is).
+fn withdrawal_reason(srv: &Server, ip: &str) -> String {
+    srv.mitigations()
+        .iter()
+        .find(|m| m.victim_ip == ip && m.status == "withdrawn")
+        .map(|m| m.reason.clone())
+        .unwrap_or_default()
+}
+
 fn withdrawn(srv: &Server, ip: &str) -> bool {
     srv.mitigations()
         .iter()
@@ -824,12 +833,7 @@ fn restarted_fastnetmon_forgets_its_bans(g: Generation) {
                 gone,
                 || d.log(),
             );
-            let at = srv
-                .mitigations()
-                .iter()
-                .find(|m| m.victim_ip == ended && m.status == "withdrawn")
-                .map(|m| m.reason.clone())
-                .unwrap_or_default();
+            let at = withdrawal_reason(&srv, ended);
             assert!(
                 at.contains("FastNetMon no longer bans 203.0.113.71"),
                 "{at}"
@@ -871,12 +875,7 @@ fn restarted_fastnetmon_forgets_its_bans(g: Generation) {
         uncovered.is_empty(),
         "{going}, still attacked, uncovered at {uncovered:?}:\n{log}"
     );
-    let reason = srv
-        .mitigations()
-        .iter()
-        .find(|m| m.victim_ip == going && m.status == "withdrawn")
-        .map(|m| m.reason.clone())
-        .unwrap_or_default();
+    let reason = withdrawal_reason(&srv, going);
     assert!(
         reason.contains("FastNetMon unban for 203.0.113.70"),
         "{reason}"

@@ -81,6 +81,19 @@ pub fn remove(dir: &Path, victim_ip: &str) -> io::Result<bool> {
 }
 
 /// Every lease in the spool directory; an unreadable one as its path.
+/// The held victims' IPs, from the leases' file names alone (nothing read).
+pub fn victims(dir: &Path) -> io::Result<Vec<String>> {
+    let paths = match crate::spool::queue::files_ending(&dir.join(DIR), SUFFIX) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        r => r?,
+    };
+    Ok(paths
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str()?.strip_suffix(SUFFIX))
+        .map(str::to_string)
+        .collect())
+}
+
 pub fn all(dir: &Path) -> io::Result<Vec<Result<Lease, PathBuf>>> {
     let paths = match crate::spool::queue::files_ending(&dir.join(DIR), SUFFIX) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -83,11 +83,11 @@ pub fn reconcile(ctx: &Ctx, spool: &Spool, fresh: &BTreeSet<String>) -> Reconcil
         return done;
     };
     let dir = spool.dir();
-    let held: Vec<Lease> = lease::all(dir)
+    // By name first: after a flush that delivered thousands of bans, none is read for nothing.
+    let held: Vec<String> = lease::victims(dir)
         .unwrap_or_default()
         .into_iter()
-        .flatten()
-        .filter(|l| !fresh.contains(&l.victim_ip))
+        .filter(|ip| !fresh.contains(ip))
         .collect();
     if held.is_empty() {
         return done;
@@ -131,8 +131,11 @@ pub fn reconcile(ctx: &Ctx, spool: &Spool, fresh: &BTreeSet<String>) -> Reconcil
         .iter()
         .filter_map(|p| Some(Name::of(p)?.victim_ip))
         .collect();
-    for l in held {
-        let listed = l.victim_ip.parse().is_ok_and(|ip| list.covers(ip));
+    for ip in &held {
+        let Ok(Some(l)) = lease::read(dir, ip) else {
+            continue; // ended since, or not a lease (renew sets it aside)
+        };
+        let listed = ip.parse().is_ok_and(|a| list.covers(a));
         if listed && l.unlisted_ms.is_none() {
             continue; // listed, as at the last look
         }
@@ -142,14 +145,7 @@ pub fn reconcile(ctx: &Ctx, spool: &Spool, fresh: &BTreeSet<String>) -> Reconcil
         if ctx.client.remaining().is_zero() {
             break;
         }
-        match one(
-            ctx,
-            spool,
-            &l.victim_ip,
-            &list,
-            waiting.contains(&l.victim_ip),
-            now,
-        ) {
+        match one(ctx, spool, ip, &list, waiting.contains(ip), now) {
             Some(Fate::Withdrawn) => done.withdrawn += 1,
             Some(Fate::Kept) => done.kept += 1,
             None => {}
