@@ -15,8 +15,10 @@ if [ -x "$root/usr/sbin/fastnetmon" ]; then
   exit 0
 fi
 command -v debootstrap >/dev/null || { apt_get update -qq && apt_get install -y -qq debootstrap; } >/dev/null
-mirror=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
-[ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $2 !~ /^\[/ {print $2; exit} $1 == "deb" {print $3; exit}' /etc/apt/sources.list 2>/dev/null)
+# deb822 sources (Debian 12's default), else the one-line sources.list; a missing file is no
+# error (pipefail would end the script without a word).
+mirror=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1 || true)
+[ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $2 !~ /^\[/ {print $2; exit} $1 == "deb" {print $3; exit}' /etc/apt/sources.list 2>/dev/null || true)
 [ -n "$mirror" ] || { echo "trixie-root.sh: no Debian mirror in this machine's apt sources" >&2; exit 1; }
 
 partial="$root.partial"
