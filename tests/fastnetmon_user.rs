@@ -328,3 +328,70 @@ fn a_notice_that_cannot_be_kept_says_lost_on_stderr_too_with_its_replay() {
     assert_eq!(sb.run(&args, None).code, 0, "{}", sb.log());
     assert_eq!(srv.banned_ips(), ["192.0.2.10"]);
 }
+
+/// Runs inside a mount namespace of its own whose /dev is a fresh tmpfs, so that this test can
+/// be the local syslog at /dev/log without touching the host's.
+const PRIVATE_DEV: &str = "PFN_TEST_IN_PRIVATE_DEV";
+
+#[test]
+fn a_log_that_cannot_be_opened_goes_to_syslog_as_well() {
+    if std::env::var_os(PRIVATE_DEV).is_some() {
+        return syslog_gets_what_the_log_could_not();
+    }
+    if !root() {
+        return;
+    }
+    let me = std::env::current_exe().unwrap();
+    let st = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t tmpfs tmpfs /dev && : > /dev/null && exec "$0" --exact a_log_that_cannot_be_opened_goes_to_syslog_as_well --nocapture --test-threads=1"#)
+        .arg(&me)
+        .env(PRIVATE_DEV, "1")
+        .status()
+        .unwrap();
+    assert!(st.success(), "the test inside its own /dev failed");
+}
+
+/// Inside: a datagram socket at /dev/log, and a ban whose log cannot be opened and whose
+/// notice cannot be kept.
+fn syslog_gets_what_the_log_could_not() {
+    let syslog = std::os::unix::net::UnixDatagram::bind("/dev/log").unwrap();
+    syslog
+        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let dead = dead_port();
+    let mut sb = Sandbox::new(&format!("http://127.0.0.1:{}", dead.port));
+    sb.set("PREFIXD_LOG", "/nonexistent-dir/prefixd-fastnetmon.log")
+        .set("PREFIXD_RETRIES", "1")
+        .set("PREFIXD_SPOOL", "/proc/prefixd-spool");
+    let r = sb.run(
+        &["192.0.2.20", "incoming", "5", "ban"],
+        Some(b"Attack type: udp_flood\n"),
+    );
+    assert_eq!(r.code, 73, "{}", r.stderr);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    // Bounded: the run has ended, its datagrams are queued; at most 20.
+    for _ in 0..20 {
+        match syslog.recv(&mut buf) {
+            Ok(n) => got.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(_) => break,
+        }
+    }
+    for want in [
+        "WARN cannot open log /nonexistent-dir/prefixd-fastnetmon.log",
+        "ERROR ban 192.0.2.20 LOST unless replayed by hand",
+    ] {
+        assert!(
+            got.iter().any(|d| d.starts_with('<')
+                && d.contains(" prefixd-fastnetmon[")
+                && d.contains(want)),
+            "{want} not in syslog: {got:#?}"
+        );
+        assert!(
+            r.stderr.contains(want),
+            "{want} not on stderr: {}",
+            r.stderr
+        );
+    }
+}
