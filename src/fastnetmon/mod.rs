@@ -3,9 +3,11 @@
 //! and so which vector and confidence a ban carries. The bottom of the data path: it uses only
 //! the leaves, never the configuration, prefixd's side or the spool.
 //!
-//! Inside, from the bottom: `notice` and `details` ← `rules` ← `vector`.
+//! Inside, from the bottom: `notice` and `details` ← `ports` (what `top_dst_ports` to send) ←
+//! `rules` ← `vector`.
 
 pub mod details;
 pub mod notice;
+pub mod ports;
 pub mod rules;
 pub mod vector;
