@@ -60,6 +60,24 @@ const RENEWALS: [(Renewal, &str); 5] = [
     (Renewal::Failed, "failed"),
 ];
 
+/// What prefixd's rule for a ban matches of the attack in FastNetMon's dump (README "Which
+/// ports are sent").
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RuleFit {
+    /// Half of the attack's packets or more.
+    Matches,
+    /// Less than half: a WARN names the rule and the attack's busiest ports.
+    Misses,
+    /// Not measured: the details hold no packets, or the rule could not be read.
+    Unchecked,
+}
+
+const RULE_FITS: [(RuleFit, &str); 3] = [
+    (RuleFit::Matches, "matches"),
+    (RuleFit::Misses, "misses"),
+    (RuleFit::Unchecked, "unchecked"),
+];
+
 /// Running totals: this run's, or all runs' (the state file).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Totals {
@@ -67,6 +85,8 @@ pub struct Totals {
     notices: [[u64; FATES.len()]; 2],
     /// In `RENEWALS` order.
     renewals: [u64; RENEWALS.len()],
+    /// In `RULE_FITS` order.
+    rules: [u64; RULE_FITS.len()],
     /// Per bucket (not cumulative), then everything above the last bound.
     buckets: [u64; BUCKETS.len() + 1],
     duration_sum: f64,
@@ -77,6 +97,7 @@ pub struct Totals {
 static RUN: Mutex<Totals> = Mutex::new(Totals {
     notices: [[0; FATES.len()]; 2],
     renewals: [0; RENEWALS.len()],
+    rules: [0; RULE_FITS.len()],
     buckets: [0; BUCKETS.len() + 1],
     duration_sum: 0.0,
     last_delivery: None,
@@ -103,6 +124,12 @@ pub fn count(action: Action, fate: Fate) {
 pub fn renewal(r: Renewal) {
     let i = RENEWALS.iter().position(|(x, _)| *x == r).unwrap_or(0);
     run().renewals[i] += 1;
+}
+
+/// Counts what one ban's rule matched.
+pub fn rule(r: RuleFit) {
+    let i = RULE_FITS.iter().position(|(x, _)| *x == r).unwrap_or(0);
+    run().rules[i] += 1;
 }
 
 /// Records how long one request to prefixd took (it answered).
@@ -137,6 +164,9 @@ impl Totals {
         for (i, n) in self.renewals.iter_mut().enumerate() {
             *n += o.renewals[i];
         }
+        for (i, n) in self.rules.iter_mut().enumerate() {
+            *n += o.rules[i];
+        }
         for (b, n) in self.buckets.iter_mut().enumerate() {
             *n += o.buckets[b];
         }
@@ -162,6 +192,11 @@ impl Totals {
                 let i = RENEWALS.iter().position(|(_, s)| *s == r);
                 if let (Some(i), Some(n)) = (i, n) {
                     t.renewals[i] = n;
+                }
+            } else if let Some(r) = key.strip_prefix("rule.") {
+                let i = RULE_FITS.iter().position(|(_, s)| *s == r);
+                if let (Some(i), Some(n)) = (i, n) {
+                    t.rules[i] = n;
                 }
             } else if let Some((a, f)) = key.split_once('.') {
                 let a = ACTIONS.iter().position(|(_, s)| *s == a);
@@ -194,6 +229,9 @@ impl Totals {
         }
         for (i, (_, name)) in RENEWALS.iter().enumerate() {
             s.push_str(&format!("renewal.{name} {}\n", self.renewals[i]));
+        }
+        for (i, (_, name)) in RULE_FITS.iter().enumerate() {
+            s.push_str(&format!("rule.{name} {}\n", self.rules[i]));
         }
         for (i, n) in self.buckets.iter().enumerate() {
             s.push_str(&format!("bucket{i} {n}\n"));
@@ -229,6 +267,14 @@ pub fn render(t: &Totals, spooled: usize, oldest_age: f64, held: usize) -> Strin
         s.push_str(&format!(
             "prefixd_fastnetmon_renewals_total{{result=\"{name}\"}} {}\n",
             t.renewals[i]
+        ));
+    }
+    s.push_str("# HELP prefixd_fastnetmon_rules_total Bans whose mitigation prefixd's rule (protocol, dst_ports) matches half of the attack's packets in FastNetMon's dump or more (matches), less (misses: logged as a WARN), or could not be measured (unchecked).\n");
+    s.push_str("# TYPE prefixd_fastnetmon_rules_total counter\n");
+    for (i, (_, name)) in RULE_FITS.iter().enumerate() {
+        s.push_str(&format!(
+            "prefixd_fastnetmon_rules_total{{result=\"{name}\"}} {}\n",
+            t.rules[i]
         ));
     }
     s.push_str("# HELP prefixd_fastnetmon_held_victims Victims FastNetMon bans and we keep mitigated until its unban (leases).\n");
@@ -280,6 +326,7 @@ mod tests {
         let mut t = Totals::default();
         t.notices[0][0] = 7;
         t.notices[1][1] = 2;
+        t.rules[1] = 3;
         t.buckets[3] = 4;
         t.buckets[BUCKETS.len()] = 1;
         t.duration_sum = 1.25;
@@ -291,6 +338,7 @@ mod tests {
         assert_eq!(sum.notices[0][0], 14, "ban delivered");
         assert_eq!(sum.notices[1][1], 4, "unban kept");
         assert_eq!(sum.buckets[3], 8);
+        assert_eq!(sum.rules[1], 6, "rules that miss");
         assert_eq!(
             Totals::parse("garbage\nban.delivered x\nbucket99 5\n"),
             Totals::default()

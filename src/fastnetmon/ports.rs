@@ -251,21 +251,28 @@ pub fn choose(attack: &Attack, victim: IpAddr, vector: &str, nearly_all: f64) ->
     } else {
         ""
     };
-    if ports.is_empty() || !reaches(carried, total, nearly_all) {
+    let of = format!(
+        "its {total} {name} packets {way} {victim} in FastNetMon's {}",
+        attack.from
+    );
+    if ports.is_empty() {
         return Ports::none(format!(
-            "none: the attack is spread: its {} busiest {name} port(s) carry {} of its {total} {name} packets {way} {victim} in FastNetMon's {} ({needed})",
-            ports.len(),
+            "none: the attack is spread: no {name} port is in {MIN_RECORDS} records or more of {of} ({needed})"
+        ));
+    }
+    if !reaches(carried, total, nearly_all) {
+        return Ports::none(format!(
+            "none: the attack is spread: its busiest {name} ports ({}) carry {} of {of} ({needed})",
+            list(&ports),
             percent(carried, total),
-            attack.from
         ));
     }
     ports.sort_unstable();
     Ports {
         why: format!(
-            "{} carry {} of the {total} {name} packets {way} {victim} in FastNetMon's {} ({needed}){outgoing}",
+            "{} carry {} of {of} ({needed}){outgoing}",
             list(&ports),
             percent(carried, total),
-            attack.from
         ),
         sent: ports,
     }
@@ -363,7 +370,9 @@ mod tests {
     #[test]
     fn the_ports_that_carry_nearly_all_of_the_attack_are_sent() {
         let spread: Vec<(u16, usize)> = (0..20).map(|i| (30_000 + i, 1)).collect();
-        let cases: &[(&str, Vec<(u16, usize)>, &[u16])] = &[
+        // (what, the dump's (port, records), the ports sent)
+        type Case<'a> = (&'a str, Vec<(u16, usize)>, &'a [u16]);
+        let cases: &[Case] = &[
             ("one port", vec![(27015, 20)], &[27015]),
             (
                 "three ports",
