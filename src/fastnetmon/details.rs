@@ -989,7 +989,7 @@ pub(crate) mod props {
     fn read_fixtures() -> Vec<(String, Vec<u8>)> {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
         let mut out = Vec::new();
-        for sub in ["", "/fastnetmon-1.2.4", "/layouts"] {
+        for sub in ["", "/fastnetmon-1.2.4", "/fastnetmon-1.2.9", "/layouts"] {
             for e in std::fs::read_dir(format!("{dir}{sub}")).unwrap().flatten() {
                 if e.path().extension().is_some_and(|x| x == "txt") {
                     let mut bytes = std::fs::read(e.path()).unwrap();
