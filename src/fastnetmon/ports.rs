@@ -29,6 +29,20 @@ pub const NEARLY_ALL: f64 = 0.95;
 /// so a port seen once is no evidence of where the attack goes.
 pub const MIN_RECORDS: u32 = 2;
 
+/// How much evidence sending ports takes: `THRESHOLD`, but for the bench's sweep.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Threshold {
+    /// The share of the protocol's packets the ports sent must carry.
+    pub nearly_all: f64,
+    /// The records a port must be in to count toward it.
+    pub min_records: u32,
+}
+
+pub const THRESHOLD: Threshold = Threshold {
+    nearly_all: NEARLY_ALL,
+    min_records: MIN_RECORDS,
+};
+
 /// One record of FastNetMon's dump in the attack's direction, as our host sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sample {
@@ -198,11 +212,15 @@ pub fn percent(n: u128, of: u128) -> String {
     format!("{p} %")
 }
 
-/// The busiest ports of the attack's `protocol` that carry `nearly_all` of its packets
-/// between them (at most `MAX_PORTS`, each seen in `MIN_RECORDS` records); none when the
+/// The busiest ports of the attack's protocol that carry `t.nearly_all` of its packets
+/// between them (at most `MAX_PORTS`, each in `t.min_records` records or more); none when the
 /// attack is spread wider, when the dump holds none of its packets, or when prefixd builds no
-/// port rule for `vector`. `nearly_all` is `NEARLY_ALL` but for the bench's sweep.
-pub fn choose(attack: &Attack, victim: IpAddr, vector: &str, nearly_all: f64) -> Ports {
+/// port rule for `vector`.
+pub fn choose(attack: &Attack, victim: IpAddr, vector: &str, t: Threshold) -> Ports {
+    let Threshold {
+        nearly_all,
+        min_records,
+    } = t;
     let Some(protocol) = port_rule_protocol(vector) else {
         return Ports::none(format!(
             "none: prefixd builds port rules only for udp_flood, syn_flood and ack_flood, not {vector}"
@@ -233,7 +251,7 @@ pub fn choose(attack: &Attack, victim: IpAddr, vector: &str, nearly_all: f64) ->
     let (mut ports, mut carried) = (Vec::new(), 0u128);
     for (port, n, _) in busiest
         .iter()
-        .filter(|(_, _, records)| *records >= MIN_RECORDS)
+        .filter(|(_, _, records)| *records >= min_records)
         .take(MAX_PORTS)
     {
         if reaches(carried, total, nearly_all) {
@@ -243,7 +261,7 @@ pub fn choose(attack: &Attack, victim: IpAddr, vector: &str, nearly_all: f64) ->
         carried += n;
     }
     let needed = format!(
-        "{:.0} % needed on at most {MAX_PORTS} ports, each in {MIN_RECORDS} records or more",
+        "{:.0} % needed on at most {MAX_PORTS} ports, each in {min_records} records or more",
         nearly_all * 100.0
     );
     let outgoing = if attack.outgoing {
@@ -257,7 +275,7 @@ pub fn choose(attack: &Attack, victim: IpAddr, vector: &str, nearly_all: f64) ->
     );
     if ports.is_empty() {
         return Ports::none(format!(
-            "none: the attack is spread: no {name} port is in {MIN_RECORDS} records or more of {of} ({needed})"
+            "none: the attack is spread: no {name} port is in {min_records} records or more of {of} ({needed})"
         ));
     }
     if !reaches(carried, total, nearly_all) {
@@ -362,7 +380,7 @@ mod tests {
             &attack(&d, victim(), "incoming"),
             victim(),
             vector,
-            NEARLY_ALL,
+            THRESHOLD,
         )
         .sent
     }
@@ -419,7 +437,7 @@ mod tests {
                 &attack(&d, victim(), "incoming"),
                 victim(),
                 vector,
-                NEARLY_ALL,
+                THRESHOLD,
             );
             assert!(p.sent.is_empty(), "{vector}");
             assert!(p.why.contains("only for udp_flood"), "{}", p.why);
@@ -431,7 +449,7 @@ mod tests {
             &attack(&d, victim(), "incoming"),
             victim(),
             "syn_flood",
-            NEARLY_ALL,
+            THRESHOLD,
         );
         assert!(
             p.sent.is_empty() && p.why.contains("no TCP packets"),
@@ -465,7 +483,7 @@ mod tests {
                 .all(|s| s.port >= 40_000 && s.protocol == Some(6))
         );
         // Each flow leaves from a port of its own: spread, nothing sent.
-        assert!(choose(&a, v, "syn_flood", NEARLY_ALL).sent.is_empty());
+        assert!(choose(&a, v, "syn_flood", THRESHOLD).sent.is_empty());
     }
 
     /// (file, victim, direction, vector, ports sent) for every capture and sample we have.
@@ -499,6 +517,21 @@ mod tests {
                 "other",
                 "unknown",
                 &[],
+            ),
+            // Real one-port floods (make e2e): 1.2.4's flow dump, 1.2.9's packet dump.
+            (
+                "fastnetmon-1.2.4/ban-203.0.113.10-udp-27015.txt",
+                "203.0.113.10",
+                "incoming",
+                "udp_flood",
+                &[27015],
+            ),
+            (
+                "fastnetmon-1.2.9/ban-203.0.113.10-udp-27015.txt",
+                "203.0.113.10",
+                "incoming",
+                "udp_flood",
+                &[27015],
             ),
             (
                 "ban_ipv4_udp_flood.txt",
@@ -548,7 +581,7 @@ mod tests {
             let text = std::fs::read_to_string(format!("{FIXTURES}/{file}")).unwrap();
             let d = details::parse(&text);
             let v: IpAddr = ip.parse().unwrap();
-            let p = choose(&attack(&d, v, direction), v, vector, NEARLY_ALL);
+            let p = choose(&attack(&d, v, direction), v, vector, THRESHOLD);
             assert_eq!(p.sent, *want, "{file}: {}", p.why);
         }
     }

@@ -82,7 +82,7 @@ pub fn choose_vector(rules: &[Rule], notice: &Notice, fixed: Option<f64>) -> Vec
     let (confidence, confidence_basis) = rule_said.or(fixed).unwrap_or_else(|| row(rule.is_some()));
     let vector = rule.map_or_else(|| builtin.to_string(), |r| r.vector.clone());
     let attack = ports::attack(&parsed, notice.victim_ip, &notice.direction);
-    let chosen = |vector: &str| ports::choose(&attack, notice.victim_ip, vector, ports::NEARLY_ALL);
+    let chosen = |vector: &str| ports::choose(&attack, notice.victim_ip, vector, ports::THRESHOLD);
     let builtin_ports = chosen(builtin);
     let ports = match rule {
         Some(r) => match &r.ports {
