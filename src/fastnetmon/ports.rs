@@ -10,7 +10,6 @@
 //! so they are sent none.
 
 use super::details::Details;
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// prefixd's `max_ports` guardrail (default 8; more after the intersection is a 422).
@@ -186,6 +185,20 @@ impl Ports {
     }
 }
 
+/// `ports` ascending, each once: a set of ports as prefixd keys it (its scope hash sorts
+/// them). An insertion sort: a handful of ports, and no sort code in the binary for them.
+pub fn ascending(mut ports: Vec<u16>) -> Vec<u16> {
+    for i in 1..ports.len() {
+        let mut j = i;
+        while j > 0 && ports[j - 1] > ports[j] {
+            ports.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+    ports.dedup();
+    ports
+}
+
 /// `53,123`, or `none`.
 pub fn list(ports: &[u16]) -> String {
     if ports.is_empty() {
@@ -199,17 +212,75 @@ pub fn list(ports: &[u16]) -> String {
 }
 
 /// `n` of `of` in whole percent, never rounded up to 100 (nor down to 0) when it is not.
-pub fn percent(n: u128, of: u128) -> String {
+pub fn percent(n: u64, of: u64) -> String {
     if of == 0 {
         return "? %".into();
     }
-    let p = n.saturating_mul(100) / of;
-    let p = if p == 0 && n > 0 {
-        "<1".into()
-    } else {
-        p.to_string()
+    // Through f64: counts near u64::MAX must not overflow ×100.
+    let p = (n as f64 / of as f64 * 100.0) as u64;
+    let p = match p {
+        0 if n > 0 => "<1".to_string(),
+        100.. if n < of => "99".to_string(),
+        p => p.to_string(),
     };
     format!("{p} %")
+}
+
+/// Packets and records of the attack on one (protocol, port) of our host.
+#[derive(Clone, Copy)]
+struct OnPort {
+    protocol: Option<u8>,
+    port: u16,
+    packets: u64,
+    records: u32,
+}
+
+/// The attack's records summed per (protocol, port), and all its packets. Sums saturate: the
+/// counts come from outside. (A linear search: the details are at most 256 KiB, a few
+/// thousand records; no sort or map code for so few.)
+fn per_port(samples: impl Iterator<Item = Sample>) -> (Vec<OnPort>, u64) {
+    let (mut per, mut total): (Vec<OnPort>, u64) = (Vec::new(), 0);
+    for s in samples {
+        total = total.saturating_add(s.packets);
+        match per
+            .iter_mut()
+            .find(|o| o.protocol == s.protocol && o.port == s.port)
+        {
+            Some(o) => {
+                o.packets = o.packets.saturating_add(s.packets);
+                o.records = o.records.saturating_add(1);
+            }
+            None => per.push(OnPort {
+                protocol: s.protocol,
+                port: s.port,
+                packets: s.packets,
+                records: 1,
+            }),
+        }
+    }
+    (per, total)
+}
+
+/// The busiest of `per` that `keep` lets through, most packets first (ties: the lower
+/// port), at most `n`: `n` passes of a maximum, no sort.
+fn busiest_of(per: &[OnPort], n: usize, keep: impl Fn(&OnPort) -> bool) -> Vec<OnPort> {
+    let mut taken: Vec<OnPort> = Vec::new();
+    for _ in 0..n {
+        let next = per
+            .iter()
+            .filter(|o| keep(o))
+            .filter(|o| {
+                !taken
+                    .iter()
+                    .any(|t| t.protocol == o.protocol && t.port == o.port)
+            })
+            .max_by(|a, b| a.packets.cmp(&b.packets).then(b.port.cmp(&a.port)));
+        match next {
+            Some(o) => taken.push(*o),
+            None => break,
+        }
+    }
+    taken
 }
 
 /// The busiest ports of the attack's protocol that carry `t.nearly_all` of its packets
@@ -228,41 +299,28 @@ pub fn choose(attack: &Attack, victim: IpAddr, vector: &str, t: Threshold) -> Po
     };
     let name = protocol_name(protocol).to_ascii_uppercase();
     let way = if attack.outgoing { "from" } else { "to" };
-    let mut per_port: BTreeMap<u16, (u128, u32)> = BTreeMap::new();
-    let mut total = 0u128;
-    for s in attack
+    let of_protocol = attack
         .samples
         .iter()
-        .filter(|s| s.protocol == Some(protocol))
-    {
-        let e = per_port.entry(s.port).or_default();
-        e.0 += u128::from(s.packets);
-        e.1 = e.1.saturating_add(1);
-        total += u128::from(s.packets);
-    }
+        .copied()
+        .filter(|s| s.protocol == Some(protocol));
+    let (per, total) = per_port(of_protocol);
     if total == 0 {
         return Ports::none(format!(
             "none: FastNetMon's details hold no {name} packets {way} {victim} to choose from"
         ));
     }
-    let mut busiest: Vec<(u16, u128, u32)> =
-        per_port.into_iter().map(|(p, (n, r))| (p, n, r)).collect();
-    busiest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let (mut ports, mut carried) = (Vec::new(), 0u128);
-    for (port, n, _) in busiest
-        .iter()
-        .filter(|(_, _, records)| *records >= min_records)
-        .take(MAX_PORTS)
-    {
+    let (mut ports, mut carried) = (Vec::new(), 0u64);
+    for o in busiest_of(&per, MAX_PORTS, |o| o.records >= min_records) {
         if reaches(carried, total, nearly_all) {
             break;
         }
-        ports.push(*port);
-        carried += n;
+        ports.push(o.port);
+        carried = carried.saturating_add(o.packets);
     }
     let needed = format!(
-        "{:.0} % needed on at most {MAX_PORTS} ports, each in {min_records} records or more",
-        nearly_all * 100.0
+        "{} % needed on at most {MAX_PORTS} ports, each in {min_records} records or more",
+        (nearly_all * 100.0) as u32
     );
     let outgoing = if attack.outgoing {
         " (outgoing: the ports it leaves from, where the requests that feed a reflector arrive)"
@@ -285,7 +343,7 @@ pub fn choose(attack: &Attack, victim: IpAddr, vector: &str, t: Threshold) -> Po
             percent(carried, total),
         ));
     }
-    ports.sort_unstable();
+    let ports = ascending(ports);
     Ports {
         why: format!(
             "{} carry {} of {of} ({needed}){outgoing}",
@@ -296,23 +354,23 @@ pub fn choose(attack: &Attack, victim: IpAddr, vector: &str, t: Threshold) -> Po
     }
 }
 
-fn reaches(carried: u128, total: u128, nearly_all: f64) -> bool {
+fn reaches(carried: u64, total: u64, nearly_all: f64) -> bool {
     total > 0 && carried as f64 >= nearly_all * total as f64
 }
 
 /// The attack's packets a rule on `protocol` (None: any) and `ports` (empty: any) matches,
 /// and all of them; None when the dump holds none (no per-packet data: an ICMP ban of 1.2.4,
 /// a manual ban).
-pub fn matched(attack: &Attack, protocol: Option<u8>, ports: &[u16]) -> Option<(u128, u128)> {
+pub fn matched(attack: &Attack, protocol: Option<u8>, ports: &[u16]) -> Option<(u64, u64)> {
     if attack.samples.is_empty() {
         return None;
     }
-    let (mut hit, mut total) = (0u128, 0u128);
+    let (mut hit, mut total) = (0u64, 0u64);
     for s in &attack.samples {
-        total += u128::from(s.packets);
+        total = total.saturating_add(s.packets);
         let proto = protocol.is_none_or(|p| s.protocol == Some(p));
         if proto && (ports.is_empty() || ports.contains(&s.port)) {
-            hit += u128::from(s.packets);
+            hit = hit.saturating_add(s.packets);
         }
     }
     Some((hit, total))
@@ -320,24 +378,17 @@ pub fn matched(attack: &Attack, protocol: Option<u8>, ports: &[u16]) -> Option<(
 
 /// The attack's busiest ports, as an operator reads them: `udp 27015 (90 %), udp 27016 (10 %)`.
 pub fn busiest(attack: &Attack, n: usize) -> String {
-    let mut per: BTreeMap<(Option<u8>, u16), u128> = BTreeMap::new();
-    let mut total = 0u128;
-    for s in &attack.samples {
-        *per.entry((s.protocol, s.port)).or_default() += u128::from(s.packets);
-        total += u128::from(s.packets);
-    }
-    let mut top: Vec<_> = per.into_iter().collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let shown: Vec<String> = top
+    let (per, total) = per_port(attack.samples.iter().copied());
+    let shown: Vec<String> = busiest_of(&per, n, |_| true)
         .iter()
-        .take(n)
-        .map(|((p, port), k)| {
-            let p = p.map_or_else(|| "other".to_string(), protocol_name);
-            format!("{p} {port} ({})", percent(*k, total))
+        .map(|o| {
+            let p = o
+                .protocol
+                .map_or_else(|| "other".to_string(), protocol_name);
+            format!("{p} {} ({})", o.port, percent(o.packets, total))
         })
         .collect();
-    let more = top.len().saturating_sub(n);
-    match more {
+    match per.len().saturating_sub(n) {
         0 => shown.join(", "),
         m => format!("{} and {m} more", shown.join(", ")),
     }
@@ -602,6 +653,8 @@ mod tests {
         assert_eq!(percent(1, 1000), "<1 %");
         assert_eq!(percent(999, 1000), "99 %");
         assert_eq!(percent(0, 0), "? %");
+        assert_eq!(ascending(vec![443, 53, 443, 80, 53]), [53, 80, 443]);
+        assert_eq!(ascending(vec![]), [0u16; 0]);
     }
 
     #[test]
@@ -616,10 +669,8 @@ mod tests {
         assert_eq!(ports_of(&text, "udp_flood"), [53]);
         let d = details::parse(&text);
         let a = attack(&d, victim(), "incoming");
-        let (hit, total) = matched(&a, Some(17), &[53]).unwrap();
-        assert_eq!(
-            (hit, total),
-            (2 * u128::from(u64::MAX), 2 * u128::from(u64::MAX) + 7)
-        );
+        // Saturated: u64::MAX is "the most", and 53 carries it all.
+        assert_eq!(matched(&a, Some(17), &[53]), Some((u64::MAX, u64::MAX)));
+        assert_eq!(percent(7, u64::MAX), "<1 %");
     }
 }

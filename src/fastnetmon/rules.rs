@@ -149,7 +149,7 @@ fn parse_line(line: &str) -> Result<Option<Parsed>, String> {
 
 /// `ports=53,123` (1 to `MAX_PORTS` ports from 1 to 65535), `ports=none`, `ports=auto`.
 fn ports_setting(w: &str, v: &str) -> Result<Option<Vec<u16>>, String> {
-    use crate::fastnetmon::ports::MAX_PORTS;
+    use crate::fastnetmon::ports::{MAX_PORTS, ascending};
     match v {
         "auto" => return Ok(None),
         "none" => return Ok(Some(Vec::new())),
@@ -166,8 +166,7 @@ fn ports_setting(w: &str, v: &str) -> Result<Option<Vec<u16>>, String> {
             }
         }
     }
-    ports.sort_unstable();
-    ports.dedup();
+    let ports = ascending(ports);
     if ports.len() > MAX_PORTS {
         return Err(format!(
             "{w:?}: at most {MAX_PORTS} ports (prefixd's max_ports refuses more)"

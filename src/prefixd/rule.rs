@@ -47,7 +47,7 @@ pub fn measure(attack: &Attack, protocol: Option<u8>, dst_ports: &[u16]) -> Chec
     } else {
         ""
     };
-    if hit.saturating_mul(2) >= total {
+    if hit >= total - hit {
         return Checked {
             said: format!("rule {rule} matches {share} of the attack ({of}){outgoing}"),
             fit: RuleFit::Matches,

@@ -29,10 +29,9 @@ pub fn follow(old: Option<Lease>, mut new: Lease) -> (Lease, usize) {
     let mut all = old.earlier.take().unwrap_or_default();
     all.insert(0, old);
     let scope = |l: &Lease| {
-        let mut ports = l.top_dst_ports.clone().unwrap_or_default();
-        ports.sort_unstable();
-        ports.dedup();
-        (crate::fastnetmon::ports::vector_protocol(&l.vector), ports)
+        use crate::fastnetmon::ports;
+        let given = l.top_dst_ports.clone().unwrap_or_default();
+        (ports::vector_protocol(&l.vector), ports::ascending(given))
     };
     all.retain(|l| {
         let same_id = l.mitigation_id.is_some() && l.mitigation_id == new.mitigation_id;
