@@ -2,8 +2,11 @@
 //! script doing the same job, against the loopback prefixd stand-in the tests use. Prints one
 //! table; every loop is bounded and every request goes to 127.0.0.1.
 //!
-//! usage: bench BINARY [RUNS]
+//! usage: bench BINARY [RUNS [fit]] (`fit`: only the rule's figure, section 9)
 
+#[path = "../tests/common/dump.rs"]
+mod dump;
+mod fit;
 #[path = "../tests/common/server.rs"]
 mod server;
 
@@ -292,8 +295,15 @@ fn verdict(ok: bool) -> &'static str {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let bin = args.next().expect("usage: bench BINARY [RUNS]");
+    let bin = args.next().expect("usage: bench BINARY [RUNS [fit]]");
     let runs: usize = args.next().map_or(30, |r| r.parse().expect("RUNS"));
+    // `fit`: only the rule's figure (section 10), in seconds rather than minutes.
+    if let Some(only) = args.next() {
+        assert_eq!(only, "fit", "usage: bench BINARY [RUNS [fit]]");
+        fit::look_cost(&bin, runs);
+        fit::figure(&bin);
+        return;
+    }
     let fixture = Path::new(FIXTURE);
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -632,6 +642,12 @@ fn main() {
     leases(&bin, fixture);
     // 9: what asking FastNetMon's ban list costs a flush.
     banlist_cost(&bin);
+    // 10: the rule prefixd builds from what we send: a ban's look at it, then the figure that
+    // chose which ports to send.
+    fit::look_cost(&bin, runs);
+    if !fit::figure(&bin) {
+        println!("\nissue 26's targets missed: see above");
+    }
 }
 
 /// A --flush holding 1,000 victims, none due for renewal, with FastNetMon's ban list read (a

@@ -35,6 +35,22 @@ impl Error {
     }
 }
 
+impl Error {
+    /// What happened, without the word for its kind (`not delivered: `, …): for a line that
+    /// says the kind its own way.
+    pub fn message(&self) -> &str {
+        match self {
+            Error::Usage(m)
+            | Error::Refused(m)
+            | Error::Internal(m)
+            | Error::Lost(m)
+            | Error::NotDelivered(m)
+            | Error::Unauthorized(m)
+            | Error::Config(m) => m,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (what, msg) = match self {

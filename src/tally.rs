@@ -80,6 +80,24 @@ const RECONCILE: [(Reconcile, &str); 4] = [
     (Reconcile::Kept, "unlisted.kept"),
 ];
 
+/// What prefixd's rule for a ban matches of the attack in FastNetMon's dump (README "Which
+/// ports are sent").
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RuleFit {
+    /// Half of the attack's packets or more.
+    Matches,
+    /// Less than half: a WARN names the rule and the attack's busiest ports.
+    Misses,
+    /// Not measured: the details hold no packets, or the rule could not be read.
+    Unchecked,
+}
+
+const RULE_FITS: [(RuleFit, &str); 3] = [
+    (RuleFit::Matches, "matches"),
+    (RuleFit::Misses, "misses"),
+    (RuleFit::Unchecked, "unchecked"),
+];
+
 /// Running totals: this run's, or all runs' (the state file).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Totals {
@@ -89,6 +107,8 @@ pub struct Totals {
     renewals: [u64; RENEWALS.len()],
     /// In `RECONCILE` order.
     reconcile: [u64; RECONCILE.len()],
+    /// In `RULE_FITS` order.
+    rules: [u64; RULE_FITS.len()],
     /// Per bucket (not cumulative), then everything above the last bound.
     buckets: [u64; BUCKETS.len() + 1],
     duration_sum: f64,
@@ -100,6 +120,7 @@ static RUN: Mutex<Totals> = Mutex::new(Totals {
     notices: [[0; FATES.len()]; 2],
     renewals: [0; RENEWALS.len()],
     reconcile: [0; RECONCILE.len()],
+    rules: [0; RULE_FITS.len()],
     buckets: [0; BUCKETS.len() + 1],
     duration_sum: 0.0,
     last_delivery: None,
@@ -132,6 +153,12 @@ pub fn renewal(r: Renewal) {
 pub fn reconcile(r: Reconcile) {
     let i = RECONCILE.iter().position(|(x, _)| *x == r).unwrap_or(0);
     run().reconcile[i] += 1;
+}
+
+/// Counts what one ban's rule matched.
+pub fn rule(r: RuleFit) {
+    let i = RULE_FITS.iter().position(|(x, _)| *x == r).unwrap_or(0);
+    run().rules[i] += 1;
 }
 
 /// Records how long one request to prefixd took (it answered).
@@ -169,6 +196,9 @@ impl Totals {
         for (i, n) in self.reconcile.iter_mut().enumerate() {
             *n += o.reconcile[i];
         }
+        for (i, n) in self.rules.iter_mut().enumerate() {
+            *n += o.rules[i];
+        }
         for (b, n) in self.buckets.iter_mut().enumerate() {
             *n += o.buckets[b];
         }
@@ -198,6 +228,11 @@ impl Totals {
                 let i = RENEWALS.iter().position(|(_, s)| *s == r);
                 if let (Some(i), Some(n)) = (i, n) {
                     t.renewals[i] = n;
+                }
+            } else if let Some(r) = key.strip_prefix("rule.") {
+                let i = RULE_FITS.iter().position(|(_, s)| *s == r);
+                if let (Some(i), Some(n)) = (i, n) {
+                    t.rules[i] = n;
                 }
             } else if let Some((a, f)) = key.split_once('.') {
                 let a = ACTIONS.iter().position(|(_, s)| *s == a);
@@ -233,6 +268,9 @@ impl Totals {
         }
         for (i, (_, name)) in RECONCILE.iter().enumerate() {
             s.push_str(&format!("{name} {}\n", self.reconcile[i]));
+        }
+        for (i, (_, name)) in RULE_FITS.iter().enumerate() {
+            s.push_str(&format!("rule.{name} {}\n", self.rules[i]));
         }
         for (i, n) in self.buckets.iter().enumerate() {
             s.push_str(&format!("bucket{i} {n}\n"));
@@ -294,6 +332,14 @@ pub fn render(t: &Totals, spooled: usize, oldest_age: f64, held: usize) -> Strin
             }
         }
     }
+    s.push_str("# HELP prefixd_fastnetmon_rules_total Bans whose mitigation prefixd's rule (protocol, dst_ports) matches half of the attack's packets in FastNetMon's dump or more (matches), less (misses: logged as a WARN), or could not be measured (unchecked).\n");
+    s.push_str("# TYPE prefixd_fastnetmon_rules_total counter\n");
+    for (i, (_, name)) in RULE_FITS.iter().enumerate() {
+        s.push_str(&format!(
+            "prefixd_fastnetmon_rules_total{{result=\"{name}\"}} {}\n",
+            t.rules[i]
+        ));
+    }
     s.push_str("# HELP prefixd_fastnetmon_held_victims Victims FastNetMon bans and we keep mitigated until its unban (leases).\n");
     s.push_str("# TYPE prefixd_fastnetmon_held_victims gauge\n");
     s.push_str(&format!("prefixd_fastnetmon_held_victims {held}\n"));
@@ -343,6 +389,7 @@ mod tests {
         let mut t = Totals::default();
         t.notices[0][0] = 7;
         t.notices[1][1] = 2;
+        t.rules[1] = 3;
         t.buckets[3] = 4;
         t.buckets[BUCKETS.len()] = 1;
         t.duration_sum = 1.25;
@@ -354,6 +401,7 @@ mod tests {
         assert_eq!(sum.notices[0][0], 14, "ban delivered");
         assert_eq!(sum.notices[1][1], 4, "unban kept");
         assert_eq!(sum.buckets[3], 8);
+        assert_eq!(sum.rules[1], 6, "rules that miss");
         assert_eq!(
             Totals::parse("garbage\nban.delivered x\nbucket99 5\n"),
             Totals::default()

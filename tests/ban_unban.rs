@@ -20,13 +20,16 @@ fn ban_reaches_prefixd_with_detected_vector() {
     assert_eq!(r.code, 0, "stderr: {} log: {}", r.stderr, sb.log());
     assert_eq!(r.stdout, "", "notify mode keeps stdout quiet");
 
+    // The ban, then one look at the rule prefixd made of it.
     let reqs = srv.requests();
-    assert_eq!(reqs.len(), 1);
-    let req = &reqs[0];
     assert_eq!(
-        (req.method.as_str(), req.target.as_str()),
-        ("POST", "/v1/events")
+        srv.lines(),
+        [
+            "POST /v1/events",
+            "GET /v1/mitigations/00000000-0000-4000-8000-000000000001"
+        ]
     );
+    let req = &reqs[0];
     assert_eq!(req.header("content-type"), Some("application/json"));
     assert_eq!(req.header("authorization"), None);
     let body = req.json();
@@ -42,6 +45,7 @@ fn ban_reaches_prefixd_with_detected_vector() {
             "raw_details",
             "source",
             "timestamp",
+            "top_dst_ports",
             "vector",
             "victim_ip"
         ]
@@ -60,6 +64,8 @@ fn ban_reaches_prefixd_with_detected_vector() {
     assert_eq!(num(body.get("bps")), Some(90_000_000));
     // FastNetMon named the attack (README "Confidence").
     assert_eq!(json::to_string(body.get("confidence").unwrap()), "0.9");
+    // Every SYN to the victim in the dump goes to 443 (README "Which ports are sent").
+    assert_eq!(json::to_string(body.get("top_dst_ports").unwrap()), "[443]");
     let raw = raw_details(&body);
     assert_eq!(s(raw.get("raw")), details);
     assert_eq!(s(raw.get("direction")), "incoming");
@@ -68,11 +74,11 @@ fn ban_reaches_prefixd_with_detected_vector() {
 
     let log = sb.log();
     assert!(
-        log.contains(" INFO ban 198.51.100.77 vector=syn_flood pps=187650 bps=90000000 confidence=0.9 event_id="),
+        log.contains(" INFO ban 198.51.100.77 vector=syn_flood pps=187650 bps=90000000 confidence=0.9 top_dst_ports=443 event_id="),
         "{log}"
     );
     assert!(
-        log.contains("-> 202 accepted mitigation_id=00000000-0000-4000-8000-000000000001"),
+        log.contains("-> 202 accepted mitigation_id=00000000-0000-4000-8000-000000000001; rule proto=tcp dst_ports=443 matches 100 % of the attack (18 of 18 packets in FastNetMon's packet dump)"),
         "{log}"
     );
 }
@@ -154,7 +160,19 @@ fn every_fixture_is_sent_with_its_expected_vector() {
         );
         assert_eq!(r.code, 0, "{file}: {}", sb.log());
         let reqs = srv.requests();
-        assert_eq!(reqs.len(), 1, "{file}");
+        // A look at the rule, when the details hold packets to measure it against.
+        let looked = !matches!(
+            file,
+            "ban_ipv4_manual_api.txt"
+                | "fastnetmon-1.2.4/7-ban-203.0.113.20.txt"
+                | "fastnetmon-1.2.4/9-ban-203.0.113.30.txt"
+        );
+        assert_eq!(
+            reqs.len(),
+            1 + usize::from(looked),
+            "{file}: {:?}",
+            srv.lines()
+        );
         let body = reqs[0].json();
         assert_eq!(s(body.get("victim_ip")), ip, "{file}");
         assert_eq!(s(body.get("vector")), vector, "{file}");
@@ -464,16 +482,17 @@ fn ipv6_victim_is_canonical_in_ban_and_unban() {
     );
     let reqs = srv.requests();
     assert_eq!(s(reqs[0].json().get("victim_ip")), "2001:db8:42::10");
+    // reqs[1]: the ban's look at its rule.
     assert_eq!(
-        reqs[1].target,
+        reqs[2].target,
         "/v1/mitigations?status=pending,active,escalated&victim_ip=2001:db8:42::10&limit=1000"
     );
     assert_eq!(
-        reqs[2].target,
+        reqs[3].target,
         "/v1/mitigations/00000000-0000-4000-8000-000000000001/withdraw"
     );
     assert!(
-        reqs[2]
+        reqs[3]
             .body
             .contains("FastNetMon unban for 2001:db8:42::10 (direction=incoming)")
     );

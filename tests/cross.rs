@@ -38,9 +38,10 @@ fn version_http_ban_https_ban_and_unban() {
 
     let r = sb.run(&["192.0.2.10", "incoming", "412345", "unban"], None);
     assert_eq!(r.code, 0, "{}{}", r.stderr, sb.log());
+    // After the ban and its look at the rule prefixd made.
     let lines: Vec<String> = http.lines();
     assert_eq!(
-        lines[1..],
+        lines[2..],
         [
             "GET /v1/mitigations?status=pending,active,escalated&victim_ip=192.0.2.10&limit=1000",
             "POST /v1/mitigations/00000000-0000-4000-8000-000000000001/withdraw"

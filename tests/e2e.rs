@@ -1318,3 +1318,128 @@ fn the_log_as_debian_13_keeps_it(d: &Deployment, host: &Host, srv: &Server) {
         "V129: the log survives logrotate -f; an unwritable log goes to FastNetMon's journal"
     );
 }
+
+// ---- issue 26: the rule on the router must match the attack ----
+
+#[test]
+#[ignore = "needs Debian's fastnetmon package: run `make e2e`"]
+fn fastnetmon_1_2_4_floods_one_port_and_the_rule_matches_it() {
+    one_port_flood_gets_a_rule_that_matches_it(Generation::V124);
+}
+
+#[test]
+#[ignore = "needs the Debian 13 chroot with FastNetMon 1.2.9: run `make e2e`"]
+fn fastnetmon_1_2_9_floods_one_port_and_the_rule_matches_it() {
+    one_port_flood_gets_a_rule_that_matches_it(Generation::V129);
+}
+
+/// UDP floods aimed at port 27015, from 30 sources, at two victims of prefixd's shipped
+/// inventory: 203.0.113.10 in its DNS service (allowed udp 53), 203.0.113.50 in no service.
+/// FastNetMon's ban carries the port in its dump; we send it as `top_dst_ports`; the rule
+/// prefixd builds (here the stand-in, as prefixd does) matches the flood: all UDP to the DNS
+/// host (27015 ∩ {53} is empty), port 27015 to the other. The bans' details are kept under
+/// target/e2e/captures/ (real FastNetMon output, for tests/fixtures).
+fn one_port_flood_gets_a_rule_that_matches_it(g: Generation) {
+    let netflow_port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let prefixd = match g {
+        Generation::V124 => server::Generation::V0_10_1,
+        Generation::V129 => server::Generation::V0_19_1,
+    };
+    let (dns, plain) = ("203.0.113.10", "203.0.113.50");
+    let srv = Server::with(Options {
+        services: vec![server::Service::dns(&[dns, "203.0.113.11"])],
+        ..Options::of(prefixd)
+    });
+    let mut d = Deployment::new(g, &srv.url);
+    d.set(&[
+        ("UNBAN_QUERY_RETRIES", "2"),
+        ("PREFIXD_RETRIES", "2"),
+        ("PREFIXD_DEADLINE", "8"),
+    ]);
+    let d = d;
+    let (_fnm, _stdin) = start_fastnetmon(&d, netflow_port);
+    let victims = [dns, plain];
+    let banned = || victims.iter().all(|v| !bans_for(&srv, v).is_empty());
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let started = Instant::now();
+    // Bounded: 40 s at 4 datagrams a second per victim.
+    for seq in 0..160u32 {
+        if started.elapsed() > Duration::from_secs(6) && banned() {
+            break;
+        }
+        let uptime = 60_000 + started.elapsed().as_millis() as u32;
+        for v in victims {
+            let victim: Ipv4Addr = v.parse().unwrap();
+            let flows: Vec<_> = (1..=30u8)
+                .map(|i| {
+                    let remote = Ipv4Addr::new(198, 51, 100, i);
+                    (remote, victim, 1000 + u16::from(i), 27015, 17, 0)
+                })
+                .collect();
+            sock.send_to(
+                &datagram(seq * 30, uptime, &flows),
+                ("127.0.0.1", netflow_port),
+            )
+            .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    wait_for_or(
+        "a ban of each victim",
+        Duration::from_secs(30),
+        banned,
+        || d.log(),
+    );
+    let captures = concat!(env!("CARGO_MANIFEST_DIR"), "/target/e2e/captures");
+    let dir = format!(
+        "{captures}/fastnetmon-{}",
+        if g == Generation::V124 {
+            "1.2.4"
+        } else {
+            "1.2.9"
+        }
+    );
+    std::fs::create_dir_all(&dir).unwrap();
+    for v in victims {
+        let b = &bans_for(&srv, v)[0];
+        let text = s(raw_details(b).get("raw"));
+        std::fs::write(format!("{dir}/ban-{v}-udp-27015.txt"), &text).unwrap();
+        assert_eq!(
+            miniserde::json::to_string(b.get("top_dst_ports").unwrap()),
+            "[27015]",
+            "{g:?} {v}:\n{text}\n{}",
+            d.log()
+        );
+    }
+    let rule = |ip: &str| {
+        srv.mitigations()
+            .into_iter()
+            .filter(|m| m.victim_ip == ip)
+            .map(|m| (m.protocol, m.dst_ports))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rule(dns), [(Some(17), vec![])], "{g:?}");
+    assert_eq!(rule(plain), [(Some(17), vec![27015])], "{g:?}");
+    let log = d.log();
+    for (v, ports) in [(dns, "any"), (plain, "27015")] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("INFO ban {v} vector=udp_flood")))
+            .unwrap_or_else(|| panic!("{g:?}: {log}"));
+        assert!(
+            line.contains(" top_dst_ports=27015 ")
+                && line.contains(&format!(
+                    "rule proto=udp dst_ports={ports} matches 100 % of the attack"
+                )),
+            "{g:?}: {line}"
+        );
+        eprintln!("{g:?}: {}", &line[line.find("ban ").unwrap_or(0)..]);
+    }
+    wait_for("the unbans", Duration::from_secs(60), || {
+        victims.iter().all(|v| withdrawn(&srv, v))
+    });
+}

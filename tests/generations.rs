@@ -75,7 +75,7 @@ fn every_kind_of_ban_reaches_the_shipped_threshold() {
     for (file, args, want) in cases {
         let r = sb.run(&args, Some(fixture(file).as_bytes()));
         assert_eq!(r.code, 0, "{file}: {}", sb.log());
-        let sent = srv.requests().last().unwrap().json();
+        let sent = srv.bans().pop().unwrap();
         assert_eq!(
             json::to_string(sent.get("confidence").unwrap()),
             want,
@@ -88,7 +88,7 @@ fn every_kind_of_ban_reaches_the_shipped_threshold() {
         Some(b"Attack type: unknown\nAttack protocol: udp\n"),
     );
     assert_eq!(r.code, 0);
-    let sent = srv.requests().last().unwrap().json();
+    let sent = srv.bans().pop().unwrap();
     assert_eq!(json::to_string(sent.get("confidence").unwrap()), "0.7");
     assert_eq!(srv.mitigations().len(), 6, "{:?}", srv.mitigations());
 }

@@ -348,7 +348,7 @@ fn status_lists_the_held_victims() {
         line.contains(IP)
             && line.contains(&format!("mitigation {id}, expires in 9m"))
             && line.contains("never renewed")
-            && line.contains("syn_flood 0.9"),
+            && line.contains("syn_flood 0.9 top_dst_ports=443 "),
         "{line}"
     );
     assert!(r.stdout.contains("1 held victim(s)"), "{}", r.stdout);

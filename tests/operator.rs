@@ -207,11 +207,7 @@ fn custom_rules_choose_the_vector_and_a_refused_vector_falls_back() {
             Some(details.as_bytes()),
         );
         assert_eq!(r.code, 0, "{vector}: {}", sb.log());
-        let sent: Vec<String> = srv
-            .requests()
-            .iter()
-            .map(|r| s(r.json().get("vector")))
-            .collect();
+        let sent: Vec<String> = srv.bans().iter().map(|b| s(b.get("vector"))).collect();
         assert_eq!(sent[0], *vector, "{details}");
         assert!(
             sb.log().contains(&format!("rule={rules}{line}")),
@@ -227,11 +223,7 @@ fn custom_rules_choose_the_vector_and_a_refused_vector_falls_back() {
         Some(cases[0].0.as_bytes()),
     );
     assert_eq!(r.code, 0);
-    let sent: Vec<String> = srv
-        .requests()
-        .iter()
-        .map(|r| s(r.json().get("vector")))
-        .collect();
+    let sent: Vec<String> = srv.bans().iter().map(|b| s(b.get("vector"))).collect();
     assert_eq!(sent, ["dns_amplification", "udp_flood"]);
     assert!(
         sb.log()

@@ -103,7 +103,8 @@ fn notices_kept_by_the_previous_release_are_delivered_by_this_one() {
     );
 
     // The three victims banned are held now: the next flush looks at their mitigations, side
-    // by side, and a victim's lease follows its latest ban (203.0.113.44's syn_flood).
+    // by side, and a victim's lease follows every mitigation its bans made (203.0.113.44's
+    // unknown, all traffic, and its syn_flood, TCP: two scopes).
     srv.clear();
     assert_eq!(sb.run(&["--flush"], None).code, 0, "{}", sb.log());
     let mut looks = srv.lines();
@@ -116,6 +117,7 @@ fn notices_kept_by_the_previous_release_are_delivered_by_this_one() {
     let mut held = vec![
         look("203.0.113.41", "udp_flood"),
         look("2001:db8::41", "udp_flood"),
+        look("203.0.113.44", "unknown"),
         look("203.0.113.44", "syn_flood"),
     ];
     held.sort();

@@ -17,6 +17,20 @@ pub struct Details {
     /// The flow dump: the only per-port data a FastNetMon 1.1.x–1.2.5 ban carries (its packet
     /// dump comes later, in the `attack_details` call).
     pub flows: Vec<Flow>,
+    /// The flow dump's protocol headings (`UDP flows: 300`, 1.1.x's bare `UDP`), lower-cased,
+    /// each with the index in `flows` of the first flow line under it.
+    pub flow_headings: Vec<(usize, String)>,
+}
+
+impl Details {
+    /// The protocol of `flows[i]`, from the heading above it; None when no heading came first.
+    pub fn flow_protocol(&self, i: usize) -> Option<&str> {
+        self.flow_headings
+            .iter()
+            .rev()
+            .find(|(first, _)| *first <= i)
+            .map(|(_, p)| p.as_str())
+    }
 }
 
 /// One line of the packet dump.
@@ -58,6 +72,10 @@ pub fn parse(text: &str) -> Details {
             d.flows.push(f);
             continue;
         }
+        if let Some(p) = flow_heading(line) {
+            d.flow_headings.push((d.flows.len(), p));
+            continue;
+        }
         let Some((label, value)) = line.split_once(':') else {
             continue;
         };
@@ -72,6 +90,16 @@ pub fn parse(text: &str) -> Details {
         }
     }
     d
+}
+
+/// `UDP flows: 300` (1.2.x) or a bare `UDP` (1.1.x): the protocol of the flow lines below.
+fn flow_heading(line: &str) -> Option<String> {
+    let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+    let counted = rest
+        .strip_prefix("flows: ")
+        .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty());
+    (matches!(word, "TCP" | "UDP" | "ICMP") && (rest.is_empty() || counted))
+        .then(|| word.to_ascii_lowercase())
 }
 
 fn leading_number(s: &str) -> Option<u64> {
@@ -567,6 +595,33 @@ mod tests {
     }
 
     #[test]
+    fn a_flow_line_has_the_protocol_of_its_heading() {
+        let text = |file: &str| std::fs::read_to_string(format!("{FIXTURES}/{file}")).unwrap();
+        let d = parse(&text("fastnetmon-1.2.4/1-ban-203.0.113.10.txt"));
+        assert_eq!(d.flow_headings, [(0, "udp".to_string())]);
+        assert_eq!(d.flow_protocol(10), Some("udp"));
+        // 1.1.x's bare heading; 1.2.4's two sections, each with its own.
+        let d = parse(&text("layouts/1.1.x-dns-amplification-ban.txt"));
+        assert_eq!(d.flow_protocol(0), Some("udp"));
+        let d = parse(&text("layouts/1.2.4-ntp-amplification-ban.txt"));
+        assert_eq!(
+            (d.flow_protocol(0), d.flow_protocol(12)),
+            (Some("udp"), Some("tcp"))
+        );
+        let d = parse("192.0.2.1:80 < 198.51.100.1:123 1 bytes 10 packets\n");
+        assert_eq!(d.flow_protocol(0), None, "no heading above it");
+        for not_a_heading in [
+            "UDP flows: x",
+            "UDP flows:",
+            "GRE flows: 3",
+            "udp",
+            "UDP traffic",
+        ] {
+            assert_eq!(parse(not_a_heading).flow_headings, [], "{not_a_heading}");
+        }
+    }
+
+    #[test]
     fn flows_count_only_in_the_attack_direction_and_a_packet_dump_wins() {
         let flows = "192.0.2.1:80 < 198.51.100.1:123 1 bytes 10 packets\n\
                      192.0.2.1:22 > 198.51.100.2:50000 1 bytes 99 packets\n";
@@ -934,7 +989,7 @@ pub(crate) mod props {
     fn read_fixtures() -> Vec<(String, Vec<u8>)> {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
         let mut out = Vec::new();
-        for sub in ["", "/fastnetmon-1.2.4", "/layouts"] {
+        for sub in ["", "/fastnetmon-1.2.4", "/fastnetmon-1.2.9", "/layouts"] {
             for e in std::fs::read_dir(format!("{dir}{sub}")).unwrap().flatten() {
                 if e.path().extension().is_some_and(|x| x == "txt") {
                     let mut bytes = std::fs::read(e.path()).unwrap();

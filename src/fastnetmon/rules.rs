@@ -6,6 +6,7 @@
 //! udp_flood     protocol=udp sport=53          # DNS amplification
 //! unknown       type=ip_fragmentation
 //! udp_flood     contains="memcached"
+//! udp_flood     dport=27015 ports=27015,27016  # the game servers' two ports, always
 //! ```
 
 use crate::fastnetmon::details::Details;
@@ -37,6 +38,10 @@ pub struct Rule {
     pub conds: Vec<Cond>,
     /// `confidence=0.95`: sent on the bans this rule matches, instead of the table's.
     pub confidence: Option<f64>,
+    /// `ports=27015,27016`: the `top_dst_ports` its bans send (ascending, at most
+    /// `ports::MAX_PORTS`); `ports=none`: none; None (or `ports=auto`): chosen from the dump
+    /// as for a ban no rule matched (`ports::choose`).
+    pub ports: Option<Vec<u16>>,
     /// `file:line`, for the log and `--dry-run`.
     pub origin: String,
 }
@@ -77,7 +82,7 @@ pub fn parse_skipping(file: &str, text: &str) -> RulesFile {
         let origin = format!("{file}:{}", i + 1);
         match parse_line(line) {
             Ok(None) => {}
-            Ok(Some((vector, conds, confidence))) => {
+            Ok(Some((vector, conds, confidence, ports))) => {
                 if !KNOWN_VECTORS.contains(&vector.as_str()) {
                     p.warnings.push(format!(
                         "{origin}: vector {vector:?} is not one prefixd v0.10.1 knows; if prefixd refuses it (422) the built-in vector is sent instead"
@@ -87,6 +92,7 @@ pub fn parse_skipping(file: &str, text: &str) -> RulesFile {
                     vector,
                     conds,
                     confidence,
+                    ports,
                     origin,
                 });
             }
@@ -96,8 +102,8 @@ pub fn parse_skipping(file: &str, text: &str) -> RulesFile {
     p
 }
 
-/// A rule's vector, conditions and `confidence=`, if the line holds one.
-type Parsed = (String, Vec<Cond>, Option<f64>);
+/// A rule's vector, conditions, `confidence=` and `ports=`, if the line holds one.
+type Parsed = (String, Vec<Cond>, Option<f64>, Option<Vec<u16>>);
 
 fn parse_line(line: &str) -> Result<Option<Parsed>, String> {
     let words = split(line)?;
@@ -114,20 +120,59 @@ fn parse_line(line: &str) -> Result<Option<Parsed>, String> {
         ));
     }
     let mut confidence = None;
+    let mut ports = None;
     let mut parsed = Vec::new();
     for w in conds {
-        match w.strip_prefix("confidence=") {
-            Some(v) => match v.parse::<f64>() {
+        if let Some(v) = w.strip_prefix("confidence=") {
+            match v.parse::<f64>() {
                 Ok(c) if (0.0..=1.0).contains(&c) => confidence = Some(c),
                 _ => return Err(format!("{w:?}: expected a confidence from 0 to 1")),
-            },
-            None => parsed.push(cond(w)?),
+            }
+        } else if let Some(v) = w.strip_prefix("ports=") {
+            ports = ports_setting(w, v)?;
+        } else {
+            parsed.push(cond(w)?);
         }
+    }
+    if ports.as_ref().is_some_and(|p| !p.is_empty())
+        && crate::fastnetmon::ports::port_rule_protocol(vector).is_none()
+    {
+        return Err(format!(
+            "ports= only for udp_flood, syn_flood and ack_flood (prefixd builds port rules only for those), not {vector}"
+        ));
     }
     if parsed.is_empty() {
         return Err("a rule needs at least one condition (type= protocol= sport= dport= contains= pps>= mbps>=)".into());
     }
-    Ok(Some((vector.clone(), parsed, confidence)))
+    Ok(Some((vector.clone(), parsed, confidence, ports)))
+}
+
+/// `ports=53,123` (1 to `MAX_PORTS` ports from 1 to 65535), `ports=none`, `ports=auto`.
+fn ports_setting(w: &str, v: &str) -> Result<Option<Vec<u16>>, String> {
+    use crate::fastnetmon::ports::{MAX_PORTS, ascending};
+    match v {
+        "auto" => return Ok(None),
+        "none" => return Ok(Some(Vec::new())),
+        _ => {}
+    }
+    let mut ports = Vec::new();
+    for p in v.split(',') {
+        match p.parse::<u16>() {
+            Ok(n) if n > 0 => ports.push(n),
+            _ => {
+                return Err(format!(
+                    "{w:?}: expected ports 1-65535 joined by commas, none or auto"
+                ));
+            }
+        }
+    }
+    let ports = ascending(ports);
+    if ports.len() > MAX_PORTS {
+        return Err(format!(
+            "{w:?}: at most {MAX_PORTS} ports (prefixd's max_ports refuses more)"
+        ));
+    }
+    Ok(Some(ports))
 }
 
 /// Words separated by blanks; `"…"` keeps blanks; `#` after a blank (or first) starts a comment.
@@ -229,6 +274,55 @@ mod tests {
         let e = parse("f", "udp_flood confidence=0.9\n").unwrap_err();
         assert!(e[0].contains("at least one condition"), "{e:?}");
     }
+
+    #[test]
+    fn a_rule_may_set_the_ports_its_bans_send() {
+        let ports = |line: &str| parse("f", &format!("{line}\n")).map(|(r, _)| r[0].ports.clone());
+        assert_eq!(
+            ports("udp_flood dport=27015 ports=27016,27015,27015"),
+            Ok(Some(vec![27015, 27016]))
+        );
+        assert_eq!(
+            ports("syn_flood type=syn_flood ports=none"),
+            Ok(Some(vec![]))
+        );
+        assert_eq!(ports("ack_flood protocol=tcp ports=auto"), Ok(None));
+        assert_eq!(ports("udp_flood protocol=udp"), Ok(None));
+        // Sending none suits any vector; a list only those prefixd builds port rules for.
+        assert_eq!(
+            ports("icmp_flood protocol=icmp ports=none"),
+            Ok(Some(vec![]))
+        );
+        for (bad, why) in [
+            (
+                "icmp_flood protocol=icmp ports=53",
+                "ports= only for udp_flood",
+            ),
+            (
+                "dns_amplification sport=53 ports=53",
+                "ports= only for udp_flood",
+            ),
+            ("udp_flood protocol=udp ports=0", "expected ports 1-65535"),
+            (
+                "udp_flood protocol=udp ports=70000",
+                "expected ports 1-65535",
+            ),
+            ("udp_flood protocol=udp ports=53,", "expected ports 1-65535"),
+            ("udp_flood protocol=udp ports=", "expected ports 1-65535"),
+            (
+                "udp_flood protocol=udp ports=1,2,3,4,5,6,7,8,9",
+                "at most 8 ports",
+            ),
+            ("udp_flood ports=53", "at least one condition"),
+        ] {
+            let e = parse("f", &format!("{bad}\n")).unwrap_err();
+            assert!(
+                e[0].starts_with("f:1: ") && e[0].contains(why),
+                "{bad}: {e:?}"
+            );
+        }
+    }
+
     use crate::fastnetmon::details;
 
     const FILE: &str = "\
@@ -734,6 +828,7 @@ mod props {
                         vector: vector.clone(),
                         conds: conds.iter().map(|(c, _)| c.cond()).collect(),
                         confidence: None,
+                        ports: None,
                         origin: format!("f:{}", i + 1),
                     });
                 }

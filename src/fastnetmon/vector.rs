@@ -1,9 +1,12 @@
-//! Which vector a ban carries and how sure it is: FastNetMon's details and the operator's
-//! rules give the vector (a rule first, else built-in detection), and how the vector was
-//! known gives the confidence (README "Confidence"). Pure; the details are parsed once.
+//! Which vector a ban carries, how sure it is and which ports it sends: FastNetMon's details
+//! and the operator's rules give the vector (a rule first, else built-in detection), how the
+//! vector was known gives the confidence (README "Confidence"), and the attack's ports in the
+//! dump (or the rule's `ports=`) give `top_dst_ports` (README "Which ports are sent"). Pure;
+//! the details are parsed once.
 
 use super::details;
 use super::notice::Notice;
+use super::ports::{self, Attack, Ports};
 use super::rules::{self, Rule};
 
 /// Which vector a ban carries, and why; its confidence, and why; and its bandwidth (the
@@ -22,6 +25,12 @@ pub struct VectorChoice {
     /// The confidence and its row had no rule matched: for the built-in vector, sent when
     /// prefixd refuses the rule's.
     pub builtin_confidence: (f64, &'static str),
+    /// `top_dst_ports`, and why.
+    pub ports: Ports,
+    /// The ports the built-in vector would send, with it.
+    pub builtin_ports: Ports,
+    /// The attack's records in FastNetMon's dump: what prefixd's rule is measured against.
+    pub attack: Attack,
 }
 
 /// The confidence table (README "Confidence"): how sure the ban is, by how its vector was
@@ -71,13 +80,30 @@ pub fn choose_vector(rules: &[Rule], notice: &Notice, fixed: Option<f64>) -> Vec
         .and_then(|r| r.confidence)
         .map(|c| (c, "the rule's confidence="));
     let (confidence, confidence_basis) = rule_said.or(fixed).unwrap_or_else(|| row(rule.is_some()));
+    let vector = rule.map_or_else(|| builtin.to_string(), |r| r.vector.clone());
+    let attack = ports::attack(&parsed, notice.victim_ip, &notice.direction);
+    let chosen = |vector: &str| ports::choose(&attack, notice.victim_ip, vector, ports::THRESHOLD);
+    let builtin_ports = chosen(builtin);
+    let ports = match rule {
+        Some(r) => match &r.ports {
+            Some(given) => Ports {
+                sent: given.clone(),
+                why: format!("{} from rule {} (ports=)", ports::list(given), r.origin),
+            },
+            None => chosen(&vector),
+        },
+        None => builtin_ports.clone(),
+    };
     VectorChoice {
-        vector: rule.map_or_else(|| builtin.to_string(), |r| r.vector.clone()),
+        vector,
         bps,
         rule: rule.map(|r| r.origin.clone()),
         builtin,
         confidence,
         confidence_basis,
         builtin_confidence: fixed.unwrap_or_else(|| row(false)),
+        ports,
+        builtin_ports,
+        attack,
     }
 }

@@ -95,6 +95,7 @@ pub fn report(cfg: &Config, verbose: bool) -> (String, bool) {
 /// The held victims (leases), soonest to end first: what `--flush` keeps mitigated until
 /// FastNetMon's unban, and whether FastNetMon still banned each at the last look.
 fn held_victims(cfg: &Config, dir: &std::path::Path, now_ms: u64) -> String {
+    use crate::fastnetmon::ports;
     let mut leases = match crate::spool::lease::all(dir) {
         Ok(l) => l,
         Err(_) => return String::new(),
@@ -166,8 +167,15 @@ fn held_victims(cfg: &Config, dir: &std::path::Path, now_ms: u64) -> String {
             }
             _ => "; FastNetMon not asked since its ban".into(),
         };
+        let ports = match l.top_dst_ports.as_deref() {
+            Some(p) if !p.is_empty() => format!(" top_dst_ports={}", ports::list(p)),
+            _ => String::new(),
+        };
+        let more = l.earlier.as_ref().map_or_else(String::new, |e| {
+            format!("; and {} mitigation(s) of its earlier bans", e.len())
+        });
         out.push_str(&format!(
-            "held  {:<15} {:>7}  {} {}  {state}; {renewed}{fastnetmon}\n",
+            "held  {:<15} {:>7}  {} {}{ports}  {state}; {renewed}{more}{fastnetmon}\n",
             l.victim_ip,
             ago(l.banned_ms),
             l.vector,

@@ -19,6 +19,9 @@ pub enum Answer {
     Gone(Reply),
     /// 422 to `POST /v1/events` about its `vector` field: a vector this prefixd does not know.
     UnknownVector(Error),
+    /// 422 to `POST /v1/events` about its ports: `guardrail violation: too many ports` (an
+    /// operator's `max_ports` below our 8), or a `top_dst_ports` it cannot read.
+    PortsRefused(Error),
     /// 422 `guardrail violation: quota exceeded` to `POST /v1/events`: prefixd's limit of
     /// active mitigations (per customer, POP or in all) is reached; waiting can change it.
     QuotaExceeded(Error),
@@ -41,6 +44,12 @@ impl Answer {
             }
             (409, Events) => Ok(Answer::AlreadyReceived(reply)),
             (400 | 404, Withdraw) | (404, Mitigation) => Ok(Answer::Gone(reply)),
+            (422, Events)
+                if String::from_utf8_lossy(&reply.body).contains("too many ports")
+                    || String::from_utf8_lossy(&reply.body).contains("top_dst_ports") =>
+            {
+                Ok(Answer::PortsRefused(failure(what, &reply, api)))
+            }
             // axum's extractor names the field it could not read: "vector: unknown variant …".
             (422, Events) if String::from_utf8_lossy(&reply.body).contains("vector") => {
                 Ok(Answer::UnknownVector(failure(what, &reply, api)))

@@ -5,12 +5,15 @@
 use super::answer::Answer;
 use super::client::Client;
 use super::event::{MAX_REQUEST_BODY, SMALLER_BODIES, ban_event};
+use super::rule::{self, Checked};
 use super::wire::{BanOutcome, Endpoint, Event, EventReply};
 use crate::config::Config;
 use crate::error::Error;
 use crate::fastnetmon::notice::Notice;
+use crate::fastnetmon::ports::{self, Ports};
 use crate::fastnetmon::vector::{VectorChoice, choose_vector};
 use crate::log::Log;
+use crate::tally::RuleFit;
 use crate::{time, uuid};
 use miniserde::json::{Number, Object, Value};
 use miniserde::{Deserialize, Serialize};
@@ -44,6 +47,13 @@ pub struct Lease {
     pub waiting: Option<String>,
     /// Refused by prefixd's quota: sent again at each flush until it is taken.
     pub quota: bool,
+    /// The ban's `top_dst_ports`, which its renewals send again exactly: prefixd keys a
+    /// mitigation on prefix + protocol + ports. Absent from leases before 0.3 (none sent).
+    pub top_dst_ports: Option<Vec<u16>>,
+    /// The victim's other mitigations, made by its earlier bans of another scope (other
+    /// ports, another protocol) while it was held: renewed alike, ended by the same unban
+    /// (`spool::lease::follow`). Their own `earlier` is always empty.
+    pub earlier: Option<Vec<Lease>>,
     /// Since when (ms since the epoch) FastNetMon's ban list has not listed the victim, at
     /// every look since; None: listed at the last look, or not looked at (leases of 0.2.0).
     pub unlisted_ms: Option<u64>,
@@ -84,6 +94,8 @@ pub fn ban(
         renewals: 0,
         waiting: None,
         quota: false,
+        top_dst_ports: choice.ports.field(),
+        earlier: None,
         unlisted_ms: None,
     };
     let send = |choice: &VectorChoice, limit: usize| {
@@ -104,21 +116,25 @@ pub fn ban(
         }
         // What was cut is said once, not at every retry.
         let mut said_cut = false;
-        post_event(client, log, &choice.vector, &tail, || {
+        let make = || {
             let (event, cut) = ban_event(notice, replay, choice, limit)?;
             if let Some(cut) = cut.filter(|_| !said_cut) {
                 said_cut = true;
                 log.warn(&format!("ban {}: {cut}", notice.victim_ip));
             }
             Ok(event)
+        };
+        // The rule prefixd built for it, measured against the attack.
+        let look = |id: &str| Some(rule::check(client, log, id, &choice.attack));
+        post_event(client, log, &choice.vector, &tail, make, look).map(|(posted, event_id)| {
+            Delivered::Ban(Box::new(posted.lease(lease(choice, event_id))))
         })
-        .map(|(posted, event_id)| Delivered::Ban(Box::new(posted.lease(lease(choice, event_id)))))
     };
     let mut choice = choice;
     let mut limit = MAX_REQUEST_BODY;
     let mut smaller = SMALLER_BODIES.into_iter();
-    // Each turn sends a smaller body or drops the rule's vector: a handful at most.
-    for _ in 0..SMALLER_BODIES.len() + 3 {
+    // Each turn sends a smaller body, drops the rule's vector or the ports: a handful at most.
+    for _ in 0..SMALLER_BODIES.len() + 4 {
         match send(&choice, limit) {
             // Too large for prefixd or for what stands in front of it: the ban goes again at
             // once with less (or none) of its details, never lost for their size.
@@ -155,8 +171,20 @@ pub fn ban(
                     rule: None,
                     confidence: choice.builtin_confidence.0,
                     confidence_basis: choice.builtin_confidence.1,
+                    ports: choice.builtin_ports.clone(),
                     ..choice.clone()
                 };
+            }
+            // An operator's `max_ports` below ours: the ban goes again at once without ports
+            // (prefixd's rule then covers the whole protocol), never lost for them.
+            Err(Refusal::Ports(e)) if !choice.ports.sent.is_empty() => {
+                log.warn(&format!(
+                    "ban {}: prefixd refused top_dst_ports={} ({}); sending the ban again at once without them",
+                    notice.victim_ip,
+                    ports::list(&choice.ports.sent),
+                    e.message()
+                ));
+                choice.ports = Ports::none(format!("none: prefixd refused them ({})", e.message()));
             }
             r => return r.map_err(Refusal::into_error),
         }
@@ -194,6 +222,7 @@ pub fn renew(client: &Client, log: &Log, lease: &Lease, why: &str) -> Result<Pos
             pps: lease.pps,
             bps: lease.bps,
             confidence: Some(lease.confidence),
+            top_dst_ports: lease.top_dst_ports.clone(),
             raw_details: Value::Object(raw),
         })
     };
@@ -202,7 +231,7 @@ pub fn renew(client: &Client, log: &Log, lease: &Lease, why: &str) -> Result<Pos
         lease.renewals + 1,
         lease.event_id
     );
-    post_event(client, log, &lease.vector, &tail, event)
+    post_event(client, log, &lease.vector, &tail, event, |_| None)
         .map(|(posted, _)| posted)
         .map_err(Refusal::into_error)
 }
@@ -237,10 +266,11 @@ impl Posted {
     }
 }
 
-/// Why a ban did not go: prefixd does not know its vector, its body was too large (413: what
-/// answered, and the body's size), or anything else.
+/// Why a ban did not go: prefixd does not know its vector, refused its ports, its body was
+/// too large (413: what answered, and the body's size), or anything else.
 enum Refusal {
     Vector(Error),
+    Ports(Error),
     TooLarge { said: String, body: usize },
     Other(Error),
 }
@@ -248,7 +278,7 @@ enum Refusal {
 impl Refusal {
     fn into_error(self) -> Error {
         match self {
-            Refusal::Vector(e) | Refusal::Other(e) => e,
+            Refusal::Vector(e) | Refusal::Ports(e) | Refusal::Other(e) => e,
             Refusal::TooLarge { said, body } => Error::Config(format!(
                 "{said} for a request of {body} bytes: something in front of prefixd limits request bodies below that"
             )),
@@ -257,13 +287,15 @@ impl Refusal {
 }
 
 /// One ban event, retried as `Client::request` does (each attempt a fresh event from `make`);
-/// what prefixd did, and the `event_id` of the attempt it answered. `tail` ends the log line.
+/// what prefixd did, and the `event_id` of the attempt it answered. `tail` ends the log line;
+/// `look` adds what the mitigation's rule matches of the attack (a WARN when it misses).
 fn post_event(
     client: &Client,
     log: &Log,
     vector: &str,
     tail: &str,
     mut make: impl FnMut() -> Result<Event, Error>,
+    look: impl FnOnce(&str) -> Option<Checked>,
 ) -> Result<(Posted, String), Refusal> {
     // The log line of the last attempt, its event_id and its size; the event itself (details
     // and all) is not kept.
@@ -272,12 +304,13 @@ fn post_event(
         let event = make()?;
         let body = miniserde::json::to_string(&event);
         let what = format!(
-            "ban {} vector={} pps={} bps={} confidence={} event_id={}",
+            "ban {} vector={} pps={} bps={} confidence={} top_dst_ports={} event_id={}",
             event.victim_ip,
             event.vector,
             opt(event.pps),
             opt(event.bps),
             event.confidence.unwrap_or(0.0),
+            ports::list(event.top_dst_ports.as_deref().unwrap_or_default()),
             event.event_id
         );
         sent = Some((what, event.event_id, body.len()));
@@ -301,7 +334,13 @@ fn post_event(
                 );
                 match r.outcome(vector) {
                     BanOutcome::Mitigated(id) => {
-                        log.info(&said);
+                        match look(&id) {
+                            Some(c) if c.fit == RuleFit::Misses => {
+                                log.warn(&format!("{said}; {}", c.said))
+                            }
+                            Some(c) => log.info(&format!("{said}; {}", c.said)),
+                            None => log.info(&said),
+                        }
                         Posted::Mitigated(id)
                     }
                     BanOutcome::Held(why) => {
@@ -334,6 +373,10 @@ fn post_event(
         Ok(Answer::UnknownVector(e)) => {
             log.error(&format!("{what} -> {e}"));
             return Err(Refusal::Vector(e));
+        }
+        Ok(Answer::PortsRefused(e)) => {
+            log.error(&format!("{what} -> {e}"));
+            return Err(Refusal::Ports(e));
         }
         // The caller says what it does about it.
         Ok(Answer::TooLarge(reply)) => {

@@ -318,6 +318,29 @@ impl Client {
         self.read(endpoint, &what, reply)
     }
 
+    /// One attempt without a body, no retry and no wait: for a look whose answer only
+    /// informs (the ban it follows is delivered), which must neither keep FastNetMon's thread
+    /// waiting nor add to the load of a prefixd that is rate-limiting.
+    pub fn ask_once(
+        &self,
+        log: &Log,
+        endpoint: Endpoint,
+        method: &str,
+        path: &str,
+    ) -> Result<Answer, Error> {
+        let what = format!("{method} {path}");
+        match self.attempt(log, method, path, None) {
+            Ok(r) if answer::transient(r.status) => Err(Error::NotDelivered(format!(
+                "{what} answered {}: {}",
+                r.status,
+                r.snippet()
+            ))),
+            Ok(r) => self.read(endpoint, &what, r),
+            Err(NoAnswer::Retry(e)) => Err(Error::NotDelivered(format!("{what}: {e}"))),
+            Err(NoAnswer::Stop(e)) => Err(e),
+        }
+    }
+
     /// What a final reply of `endpoint` means (`what`: the request, for messages).
     pub fn read(&self, endpoint: Endpoint, what: &str, reply: Reply) -> Result<Answer, Error> {
         Answer::read(endpoint, what, reply, &self.base)
@@ -327,7 +350,7 @@ impl Client {
     /// active, a 2xx with a body it cannot read), as the error its status means.
     pub fn unexpected(&self, answer: Answer, what: &str) -> Error {
         match answer {
-            Answer::UnknownVector(e) | Answer::QuotaExceeded(e) => e,
+            Answer::UnknownVector(e) | Answer::QuotaExceeded(e) | Answer::PortsRefused(e) => e,
             Answer::Done(r)
             | Answer::AlreadyReceived(r)
             | Answer::Gone(r)

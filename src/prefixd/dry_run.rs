@@ -1,5 +1,5 @@
-//! `--dry-run`'s text: the requests a real run would send for a notice, and why its vector
-//! and confidence are what they are. Nothing is sent.
+//! `--dry-run`'s text: the requests a real run would send for a notice, and why its vector,
+//! confidence and ports are what they are. Nothing is sent.
 
 use super::event::{MAX_REQUEST_BODY, ban_event};
 use super::unban::{lookup_path, unban_reason, withdraw_body};
@@ -37,6 +37,7 @@ pub fn requests(cfg: &Config, n: &Notice) -> Result<String, Error> {
             "# confidence {} ({})",
             choice.confidence, choice.confidence_basis
         );
+        let _ = writeln!(out, "# top_dst_ports {}", choice.ports.why);
         let (event, cut) = ban_event(n, false, &choice, MAX_REQUEST_BODY)?;
         if let Some(cut) = cut {
             let _ = writeln!(out, "# {cut}");

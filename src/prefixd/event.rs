@@ -121,6 +121,7 @@ fn ban_event_whole(notice: &Notice, replay: bool, choice: &VectorChoice) -> Resu
         pps: notice.pps,
         bps: choice.bps,
         confidence: Some(choice.confidence),
+        top_dst_ports: choice.ports.field(),
         raw_details: Value::Object(raw),
     })
 }

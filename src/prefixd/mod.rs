@@ -3,8 +3,9 @@
 //! uses the configuration, FastNetMon's room and the leaves; never the spool or the modes.
 //!
 //! Inside, from the bottom: `wire` (the JSON) ← `reply` (what came back) ← `answer` (what it
-//! means) ← `client` (the exchange, with `tls`); `event` (a notice as a ban's body) ← `ban`
-//! and `unban` (a notice delivered), and `dry_run` (what they would send).
+//! means) ← `client` (the exchange, with `tls`); `event` (a notice as a ban's body) and
+//! `rule` (what the mitigation's rule matches of the attack) ← `ban` and `unban` (a notice
+//! delivered), and `dry_run` (what they would send).
 
 pub(crate) mod answer;
 pub(crate) mod ban;
@@ -12,6 +13,7 @@ pub(crate) mod client;
 pub(crate) mod dry_run;
 pub mod event;
 pub mod reply;
+pub(crate) mod rule;
 mod tls;
 pub mod unban;
 pub mod wire;

@@ -19,6 +19,10 @@ pub struct Event {
     /// group and mitigates nothing below its `confidence_threshold`, a missing value counting
     /// as 0 (`src/correlation/engine.rs`); v0.10.1 ignores it.
     pub confidence: Option<f64>,
+    /// The attack's destination ports (at most 8, prefixd's `max_ports`), null when none:
+    /// prefixd narrows a udp/tcp rule to them ∩ the service's `allowed_ports`, and keys the
+    /// mitigation on them (README "Which ports are sent").
+    pub top_dst_ports: Option<Vec<u16>>,
     /// `{raw, direction, original_action, truncated}`, plus `replayed` and
     /// `replay_delay_seconds` for a ban sent from the spool.
     pub raw_details: miniserde::json::Value,
@@ -157,6 +161,39 @@ pub struct Mitigation {
     pub reason: Option<String>,
 }
 
+/// What `GET /v1/mitigations/{id}` says of the rule prefixd built: its `protocol` (an IANA
+/// number, null: any) and `dst_ports` (empty: any). Read loosely, as any JSON, so that a shape
+/// we do not expect is said, not a failed look.
+#[derive(Deserialize, Debug)]
+pub struct MitigationRule {
+    pub protocol: Option<miniserde::json::Value>,
+    pub dst_ports: Option<miniserde::json::Value>,
+}
+
+impl MitigationRule {
+    /// (protocol, ports), or None when either is not what prefixd sends.
+    pub fn read(&self) -> Option<(Option<u8>, Vec<u16>)> {
+        use miniserde::json::{Number, Value};
+        let small = |v: &Value| match v {
+            Value::Number(Number::U64(n)) => Some(*n),
+            _ => None,
+        };
+        let protocol = match &self.protocol {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(u8::try_from(small(v)?).ok()?),
+        };
+        let ports = match &self.dst_ports {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|p| u16::try_from(small(p)?).ok())
+                .collect::<Option<Vec<u16>>>()?,
+            Some(_) => return None,
+        };
+        Some((protocol, ports))
+    }
+}
+
 /// The statuses a notify client acts on: what `status=pending,active,escalated` lists.
 pub fn is_active(status: Option<&str>) -> bool {
     matches!(status, Some("pending" | "active" | "escalated"))
@@ -218,6 +255,33 @@ mod tests {
             r#","next_cursor":"c1""#,
         ] {
             assert!(matches!(page(odd), NextPage::Broken(_)), "{odd}");
+        }
+    }
+
+    #[test]
+    fn a_rule_is_read_loosely() {
+        let rule = |json: &str| {
+            miniserde::json::from_str::<MitigationRule>(json)
+                .unwrap()
+                .read()
+        };
+        assert_eq!(
+            rule(r#"{"protocol":17,"dst_ports":[27015,53]}"#),
+            Some((Some(17), vec![27015, 53]))
+        );
+        assert_eq!(
+            rule(r#"{"protocol":null,"dst_ports":[]}"#),
+            Some((None, vec![]))
+        );
+        assert_eq!(rule("{}"), Some((None, vec![])));
+        for odd in [
+            r#"{"protocol":"udp","dst_ports":[]}"#,
+            r#"{"protocol":300,"dst_ports":[]}"#,
+            r#"{"protocol":17,"dst_ports":[70000]}"#,
+            r#"{"protocol":17,"dst_ports":[{"from":1,"to":2}]}"#,
+            r#"{"protocol":17,"dst_ports":"53"}"#,
+        ] {
+            assert_eq!(rule(odd), None, "{odd}");
         }
     }
 

@@ -12,6 +12,39 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 const SUFFIX: &str = ".lease";
+
+/// The most mitigations one victim's lease follows (its bans of different scopes while it is
+/// held: FastNetMon bans a host once, so more is a spool replaying an odd history).
+pub const MAX_SCOPES: usize = 8;
+
+/// The victim's lease once `new` (a ban just delivered) joins the one it had: `new` takes the
+/// place of the mitigation it created or extended, and of an earlier ban of the same scope
+/// (its vector's protocol and its `top_dst_ports`: what prefixd keys a mitigation on, short of
+/// the service's ports we cannot see); every other mitigation stays followed, newest first,
+/// at most `MAX_SCOPES` in all. Also returns how many were let go for that limit.
+pub fn follow(old: Option<Lease>, mut new: Lease) -> (Lease, usize) {
+    let Some(mut old) = old else {
+        return (new, 0);
+    };
+    let mut all = old.earlier.take().unwrap_or_default();
+    all.insert(0, old);
+    let scope = |l: &Lease| {
+        use crate::fastnetmon::ports;
+        let given = l.top_dst_ports.clone().unwrap_or_default();
+        (ports::vector_protocol(&l.vector), ports::ascending(given))
+    };
+    all.retain(|l| {
+        let same_id = l.mitigation_id.is_some() && l.mitigation_id == new.mitigation_id;
+        !same_id && scope(l) != scope(&new)
+    });
+    let dropped = all.len().saturating_sub(MAX_SCOPES - 1);
+    all.truncate(MAX_SCOPES - 1);
+    for l in &mut all {
+        l.earlier = None;
+    }
+    new.earlier = (!all.is_empty()).then_some(all);
+    (new, dropped)
+}
 /// Leases live apart from the notices: every run lists the notices (its victim's queue), and
 /// a carpet's thousand leases would make each listing a thousand entries longer.
 const DIR: &str = "leases";
@@ -133,6 +166,8 @@ mod tests {
             renewals: 0,
             waiting: None,
             quota: false,
+            top_dst_ports: Some(vec![27015]),
+            earlier: None,
             unlisted_ms: Some(1_796_000_060_000),
         };
         write(&spool, &lease, true).unwrap();
@@ -158,5 +193,71 @@ mod tests {
         assert!(remove(tmp.path(), "2001:db8::10").unwrap());
         assert!(!remove(tmp.path(), "2001:db8::10").unwrap());
         assert_eq!(read(tmp.path(), "2001:db8::10").unwrap(), None);
+    }
+
+    /// A lease as 0.2.0 wrote it (no ports, no earlier mitigations): the format is a promise.
+    const LEASE_0_2_0: &str = r#"{"victim_ip":"203.0.113.10","direction":"incoming","vector":"udp_flood","confidence":0.9,"pps":1000,"bps":null,"banned_ms":1796000000000,"event_id":"8182c3a0-5b20-4dac-91b9-30ecca53d81e","mitigation_id":"00000000-0000-4000-8000-000000000001","expires_ms":null,"renewed_ms":null,"renewals":0,"waiting":null,"quota":false}"#;
+
+    fn ban(vector: &str, ports: Option<Vec<u16>>, id: Option<&str>) -> Lease {
+        let mut l: Lease = miniserde::json::from_str(LEASE_0_2_0).unwrap();
+        l.vector = vector.into();
+        l.top_dst_ports = ports;
+        l.mitigation_id = id.map(str::to_string);
+        l
+    }
+
+    #[test]
+    fn a_lease_of_the_previous_release_loads_with_no_ports() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join(DIR)).unwrap();
+        std::fs::write(path(tmp.path(), "203.0.113.10"), LEASE_0_2_0).unwrap();
+        let l = read(tmp.path(), "203.0.113.10").unwrap().unwrap();
+        assert_eq!((l.top_dst_ports, l.earlier), (None, None));
+    }
+
+    #[test]
+    fn a_lease_follows_every_scope_its_bans_made() {
+        let a = Some("00000000-0000-4000-8000-00000000000a");
+        let b = Some("00000000-0000-4000-8000-00000000000b");
+        // Other ports: a second mitigation, followed too.
+        let (l, dropped) = follow(
+            Some(ban("udp_flood", Some(vec![53]), a)),
+            ban("udp_flood", Some(vec![27015]), b),
+        );
+        assert_eq!(dropped, 0);
+        assert_eq!(l.mitigation_id.as_deref(), b);
+        let earlier = l.earlier.clone().unwrap();
+        assert_eq!(earlier.len(), 1);
+        assert_eq!(earlier[0].mitigation_id.as_deref(), a);
+        // The same mitigation extended (a service's ports made both bans one rule): replaced.
+        let (l2, _) = follow(Some(l.clone()), ban("udp_flood", Some(vec![53, 80]), a));
+        assert_eq!(l2.mitigation_id.as_deref(), a);
+        assert_eq!(l2.earlier.unwrap()[0].mitigation_id.as_deref(), b);
+        // The same scope again (its mitigation had ended: a new one): replaced.
+        let c = Some("00000000-0000-4000-8000-00000000000c");
+        let (l3, _) = follow(Some(l.clone()), ban("udp_flood", Some(vec![27015]), c));
+        assert_eq!(l3.earlier.unwrap().len(), 1);
+        // syn_flood and ack_flood on the same ports are one scope for prefixd (TCP).
+        let (l4, _) = follow(
+            Some(ban("syn_flood", None, a)),
+            ban("ack_flood", None, None),
+        );
+        assert_eq!((l4.vector.as_str(), l4.earlier), ("ack_flood", None));
+        // An old lease without ports and a ban without ports: the same scope.
+        let (l5, _) = follow(
+            Some(ban("udp_flood", None, a)),
+            ban("udp_flood", Some(vec![]), b),
+        );
+        assert_eq!(l5.earlier, None);
+        // Bounded.
+        let mut l = ban("udp_flood", Some(vec![1]), None);
+        let mut dropped = 0;
+        for port in 2..20 {
+            let (next, d) = follow(Some(l), ban("udp_flood", Some(vec![port]), None));
+            (l, dropped) = (next, dropped + d);
+        }
+        assert_eq!(l.earlier.as_ref().unwrap().len(), MAX_SCOPES - 1);
+        assert_eq!(dropped, 19 - MAX_SCOPES);
+        assert!(l.earlier.unwrap().iter().all(|e| e.earlier.is_none()));
     }
 }

@@ -6,6 +6,7 @@
 //! unban, never against a person's withdrawal, never past PREFIXD_RENEW_MAX.
 
 use crate::error::Error;
+use crate::fastnetmon::ports;
 use crate::prefixd::ban::{self, Lease, Posted};
 use crate::prefixd::unban;
 use crate::prefixd::wire::Mitigation;
@@ -149,8 +150,8 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// One held victim, under its lock: look, and renew if due. `queued`: notices of its own wait
-/// in the spool.
+/// One held victim, under its lock: each mitigation its lease follows looked at, and renewed
+/// if due. `queued`: notices of its own wait in the spool.
 fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
     let dir = spool.dir();
     let Ok(Some(_turn)) = spool.lock_ip(ip, None) else {
@@ -172,16 +173,75 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
         }
     };
     let now = now_ms();
+    let mut scopes = l.earlier.take().unwrap_or_default();
+    scopes.insert(0, l);
+    scopes.truncate(lease::MAX_SCOPES);
+    let several = scopes.len() > 1;
+    let (mut kept, mut steps) = (Vec::new(), Vec::new());
+    for mut l in scopes {
+        // With several, each line says which of the victim's mitigations it is about.
+        let label = if several {
+            format!(
+                "{ip} ({} top_dst_ports={})",
+                l.vector,
+                ports::list(l.top_dst_ports.as_deref().unwrap_or_default())
+            )
+        } else {
+            ip.to_string()
+        };
+        let step = renew_scope(ctx, &label, &mut l, now);
+        if step != Step::Ended {
+            kept.push(l);
+        }
+        steps.push(step);
+    }
+    let sent = steps.contains(&Step::Sent);
+    if kept.is_empty() {
+        end(ctx, dir, ip);
+        return Done::Ended;
+    }
+    if sent || steps.contains(&Step::Noted) || steps.contains(&Step::Ended) {
+        let mut l = kept.remove(0);
+        l.earlier = (!kept.is_empty()).then_some(kept);
+        // A note of when to look again needs no fsync; a renewal does.
+        keep(ctx, spool, &l, sent || steps.contains(&Step::Ended));
+    }
+    if sent {
+        Done::Sent
+    } else if steps.contains(&Step::Failed) {
+        Done::Failed
+    } else if steps.contains(&Step::Ended) {
+        Done::Ended
+    } else {
+        Done::NotDue
+    }
+}
+
+/// What became of one mitigation a lease follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    NotDue,
+    /// Not due; when it expires was noted.
+    Noted,
+    /// Its ban was sent again.
+    Sent,
+    /// No longer followed (PREFIXD_RENEW_MAX, a person's withdrawal, our own unban, a refusal
+    /// for good).
+    Ended,
+    Failed,
+}
+
+/// One mitigation of the victim `label` names: look, and renew if due.
+fn renew_scope(ctx: &Ctx, label: &str, l: &mut Lease, now: u64) -> Step {
     let age_s = now.saturating_sub(l.banned_ms) / 1000;
     if age_s > ctx.cfg.renew_max.as_secs() {
         ctx.log.warn(&format!(
-            "lease of {ip} ended: banned {} ({age_s}s ago), longer than PREFIXD_RENEW_MAX ({}s) without FastNetMon's unban; its mitigation ends at prefixd's TTL",
+            "lease of {label} ended: banned {} ({age_s}s ago), longer than PREFIXD_RENEW_MAX ({}s) without FastNetMon's unban; its mitigation ends at prefixd's TTL",
             time::rfc3339(UNIX_EPOCH + std::time::Duration::from_millis(l.banned_ms)),
             ctx.cfg.renew_max.as_secs()
         ));
-        end(ctx, dir, ip);
         tally::renewal(Renewal::Ended);
-        return Done::Ended;
+        return Step::Ended;
     }
     let Some(id) = l.mitigation_id.clone() else {
         // Held by prefixd, waiting for quota, or its mitigation unknown: the ban again.
@@ -190,34 +250,28 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
             Some(w) => format!("held by prefixd ({w})"),
             None => "no mitigation known for it".to_string(),
         };
-        return send(ctx, spool, &mut l, &why, now);
+        return send(ctx, label, l, &why, now);
     };
     let renew_before_ms = u64::try_from(ctx.cfg.renew_before.as_millis()).unwrap_or(u64::MAX);
     if l.expires_ms
         .is_some_and(|e| e.saturating_sub(now) > renew_before_ms)
     {
-        return Done::NotDue;
+        return Step::NotDue;
     }
     let m: Mitigation = match unban::mitigation(ctx.client, ctx.log, &id) {
         Ok(Some(m)) => m,
         Ok(None) => {
             ctx.log.warn(&format!(
-                "mitigation {id} of {ip} is unknown to prefixd; FastNetMon still bans it: banned again"
+                "mitigation {id} of {label} is unknown to prefixd; FastNetMon still bans it: banned again"
             ));
-            return send(
-                ctx,
-                spool,
-                &mut l,
-                "its mitigation is unknown to prefixd",
-                now,
-            );
+            return send(ctx, label, l, "its mitigation is unknown to prefixd", now);
         }
         Err(e) => {
             ctx.log.warn(&format!(
-                "lease of {ip}: mitigation {id}: {e}; looked at again next flush"
+                "lease of {label}: mitigation {id}: {e}; looked at again next flush"
             ));
             tally::renewal(Renewal::Failed);
-            return Done::Failed;
+            return Step::Failed;
         }
     };
     let at = |t: &Option<String>| t.as_deref().and_then(time::parse_rfc3339_ms);
@@ -225,15 +279,13 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
         "pending" | "active" | "escalated" => {
             let expires = at(&m.expires_at).and_then(|e| u64::try_from(e).ok());
             if expires.is_some_and(|e| e.saturating_sub(now) > renew_before_ms) {
-                // A note of when to look again: no fsync for it.
                 l.expires_ms = expires;
-                keep(ctx, spool, &l, false);
-                return Done::NotDue;
+                return Step::Noted;
             }
             send(
                 ctx,
-                spool,
-                &mut l,
+                label,
+                l,
                 "its mitigation ends within PREFIXD_RENEW_BEFORE",
                 now,
             )
@@ -243,31 +295,29 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
             match unban::marker_host(reason) {
                 Some(host) if host == unban::hostname() => {
                     ctx.log.info(&format!(
-                        "lease of {ip} ended: mitigation {id} was withdrawn by this host's unban"
+                        "lease of {label} ended: mitigation {id} was withdrawn by this host's unban"
                     ));
-                    end(ctx, dir, ip);
-                    Done::Ended
+                    Step::Ended
                 }
                 Some(host) => {
                     ctx.log.info(&format!(
-                        "mitigation {id} of {ip} was withdrawn by prefixd-fastnetmon on {host} (its FastNetMon saw the attack end); ours still bans: banned again"
+                        "mitigation {id} of {label} was withdrawn by prefixd-fastnetmon on {host} (its FastNetMon saw the attack end); ours still bans: banned again"
                     ));
                     send(
                         ctx,
-                        spool,
-                        &mut l,
+                        label,
+                        l,
                         &format!("withdrawn by prefixd-fastnetmon on {host}"),
                         now,
                     )
                 }
                 None => {
                     ctx.log.warn(&format!(
-                        "lease of {ip} ended: mitigation {id} was withdrawn by hand ({}); not brought back",
+                        "lease of {label} ended: mitigation {id} was withdrawn by hand ({}); not brought back",
                         crate::pretty::printable(reason, 200)
                     ));
-                    end(ctx, dir, ip);
                     tally::renewal(Renewal::Ended);
-                    Done::Ended
+                    Step::Ended
                 }
             }
         }
@@ -284,21 +334,15 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
                 },
             );
             ctx.log.warn(&format!(
-                "mitigation {id} of {ip} is {status} while FastNetMon still bans it: banned again; the victim was uncovered {uncovered}"
+                "mitigation {id} of {label} is {status} while FastNetMon still bans it: banned again; the victim was uncovered {uncovered}"
             ));
-            send(
-                ctx,
-                spool,
-                &mut l,
-                &format!("its mitigation was {status}"),
-                now,
-            )
+            send(ctx, label, l, &format!("its mitigation was {status}"), now)
         }
     }
 }
 
-/// Sends the ban again and records what prefixd did.
-fn send(ctx: &Ctx, spool: &Spool, l: &mut Lease, why: &str, now: u64) -> Done {
+/// Sends the ban again (its own ports, so its own scope) and records what prefixd did.
+fn send(ctx: &Ctx, label: &str, l: &mut Lease, why: &str, now: u64) -> Step {
     let before = l.mitigation_id.clone();
     match ban::renew(ctx.client, ctx.log, l, why) {
         Ok(posted) => {
@@ -322,25 +366,21 @@ fn send(ctx: &Ctx, spool: &Spool, l: &mut Lease, why: &str, now: u64) -> Done {
             next.renewed_ms = Some(now);
             next.renewals = l.renewals.saturating_add(1);
             *l = next;
-            keep(ctx, spool, l, true);
-            Done::Sent
+            Step::Sent
         }
         Err(e @ Error::Refused(_)) => {
             ctx.log.warn(&format!(
-                "lease of {} ended: prefixd refused its renewal for good ({e})",
-                l.victim_ip
+                "lease of {label} ended: prefixd refused its renewal for good ({e})"
             ));
-            end(ctx, spool.dir(), &l.victim_ip);
             tally::renewal(Renewal::Ended);
-            Done::Ended
+            Step::Ended
         }
         Err(e) => {
             ctx.log.warn(&format!(
-                "renewal of {} not delivered ({e}); tried again next flush",
-                l.victim_ip
+                "renewal of {label} not delivered ({e}); tried again next flush"
             ));
             tally::renewal(Renewal::Failed);
-            Done::Failed
+            Step::Failed
         }
     }
 }

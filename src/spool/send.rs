@@ -92,8 +92,18 @@ pub(super) fn settle(ctx: &Ctx, spool: Option<&Spool>, d: &Delivered, ip: &str) 
     };
     match d {
         Delivered::Ban(l) if !ctx.cfg.renew_max.is_zero() => {
+            // The mitigations of earlier bans of another scope stay followed. A lease that does
+            // not read is replaced, as before there were several.
+            let old = lease::read(spool.dir(), ip).ok().flatten();
+            let (l, dropped) = lease::follow(old, (**l).clone());
+            if dropped > 0 {
+                ctx.log.warn(&format!(
+                    "ban {ip}: its lease follows at most {} mitigations; {dropped} earlier one(s) no longer renewed",
+                    lease::MAX_SCOPES
+                ));
+            }
             // No fsync on a ban's path (README "How it works"); the flush's renewals are.
-            if let Err(e) = lease::write(spool, l, false) {
+            if let Err(e) = lease::write(spool, &l, false) {
                 ctx.log.warn(&format!(
                     "ban {ip}: delivered, but its lease could not be written ({e}): not renewed"
                 ));

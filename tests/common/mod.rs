@@ -2,6 +2,7 @@
 //! log, against the loopback prefixd stand-in in `server.rs`.
 #![allow(dead_code)]
 
+pub mod dump;
 pub mod server;
 
 use std::io::Write;

@@ -79,6 +79,10 @@ pub struct Mitigation {
     pub id: String,
     pub victim_ip: String,
     pub vector: String,
+    /// The rule prefixd built (`rule`): IANA protocol (None: any) and destination ports (empty:
+    /// any). With the victim, its scope: a ban of the same scope extends it.
+    pub protocol: Option<u8>,
+    pub dst_ports: Vec<u16>,
     pub status: String,
     /// RFC 3339; moves when a ban extends the mitigation, as in prefixd.
     pub updated_at: String,
@@ -88,6 +92,62 @@ pub struct Mitigation {
     pub expires: Option<std::time::SystemTime>,
     /// Every event_id that created or extended it, in order.
     pub events: Vec<String>,
+}
+
+/// A service of prefixd's inventory: its assets and their `allowed_ports`. An IP in no
+/// service (only in a customer's prefix) has none: prefixd then takes the event's ports.
+#[derive(Debug, Clone, Default)]
+pub struct Service {
+    pub name: String,
+    pub ips: Vec<String>,
+    pub udp: Vec<u16>,
+    pub tcp: Vec<u16>,
+}
+
+impl Service {
+    /// The DNS service of prefixd's shipped inventory (`allowed_ports: {udp: [53], tcp:
+    /// [53]}`; there on 203.0.113.10 and .11), on `ips`.
+    pub fn dns(ips: &[&str]) -> Service {
+        Service {
+            name: "dns".into(),
+            ips: ips.iter().map(|s| s.to_string()).collect(),
+            udp: vec![53],
+            tcp: vec![53],
+        }
+    }
+}
+
+/// The rule prefixd builds for a ban (its `PolicyEngine::evaluate` and
+/// `compute_port_intersection`; shared/prefixd-api.md "The rule prefixd builds"): the
+/// vector's protocol (udp 17, syn/ack 6, icmp 1, unknown any), and for udp_flood (UDP ports)
+/// and syn_flood/ack_flood (TCP ports) the event's `top_dst_ports` ∩ the service's
+/// `allowed_ports`; no event ports → the allowed ports; no service, or no allowed ports for
+/// that protocol → the event's ports. Other vectors take the event's ports as they are.
+pub fn rule(services: &[Service], ip: &str, vector: &str, ports: &[u16]) -> (Option<u8>, Vec<u16>) {
+    let protocol = match vector {
+        "udp_flood" => Some(17),
+        "syn_flood" | "ack_flood" => Some(6),
+        "icmp_flood" => Some(1),
+        _ => None,
+    };
+    let service = services.iter().find(|s| s.ips.iter().any(|i| i == ip));
+    let allowed: &[u16] = match (vector, service) {
+        ("udp_flood", Some(s)) => &s.udp,
+        ("syn_flood" | "ack_flood", Some(s)) => &s.tcp,
+        _ => &[],
+    };
+    let dst_ports = if allowed.is_empty() {
+        ports.to_vec()
+    } else if ports.is_empty() {
+        allowed.to_vec()
+    } else {
+        ports
+            .iter()
+            .copied()
+            .filter(|p| allowed.contains(p))
+            .collect()
+    };
+    (protocol, dst_ports)
 }
 
 /// Which prefixd the stand-in is.
@@ -130,6 +190,8 @@ struct State {
     ttl: Option<Duration>,
     quota: Option<usize>,
     body_limit: Option<usize>,
+    services: Vec<Service>,
+    max_ports: usize,
     /// Tokens left and when they were counted.
     tokens: Mutex<Option<(f64, std::time::Instant)>>,
     rate_limited: AtomicUsize,
@@ -161,6 +223,11 @@ pub struct Options {
     /// anything else is looked at, as prefixd's `RequestBodyLimitLayer` (1 MiB) or a proxy's
     /// lower limit does; None: no limit.
     pub body_limit: Option<usize>,
+    /// prefixd's inventory: the services and their `allowed_ports` (every other IP is in a
+    /// customer's prefix, with no service).
+    pub services: Vec<Service>,
+    /// The `max_ports` guardrail: more ports in a rule get 422 (prefixd's default 8).
+    pub max_ports: usize,
 }
 
 /// prefixd's request body limit (shared/prefixd-api.md §0).
@@ -181,6 +248,8 @@ impl Default for Options {
             ttl: None,
             quota: None,
             body_limit: Some(PREFIXD_BODY_LIMIT),
+            services: Vec::new(),
+            max_ports: 8,
         }
     }
 }
@@ -234,6 +303,8 @@ impl Server {
             ttl: opts.ttl,
             quota: opts.quota,
             body_limit: opts.body_limit,
+            services: opts.services,
+            max_ports: opts.max_ports,
             ..State::default()
         });
         let tls = opts.tls.then(|| {
@@ -306,6 +377,16 @@ impl Server {
             .collect()
     }
 
+    /// The body of every `POST /v1/events`, in arrival order (a ban's look at its rule, a
+    /// `GET`, left out).
+    pub fn bans(&self) -> Vec<BTreeMap<String, Value>> {
+        self.requests()
+            .iter()
+            .filter(|r| r.target == "/v1/events")
+            .map(Recorded::json)
+            .collect()
+    }
+
     pub fn clear(&self) {
         self.state.requests.lock().unwrap().clear();
     }
@@ -365,12 +446,15 @@ impl Server {
         status: &str,
         updated_at: &str,
     ) -> String {
+        let (protocol, dst_ports) = rule(&self.state.services, victim_ip, vector, &[]);
         let mut m = self.state.mitigations.lock().unwrap();
         let id = format!("00000000-0000-4000-8000-{:012x}", m.len() + 1);
         m.push(Mitigation {
             id: id.clone(),
             victim_ip: victim_ip.into(),
             vector: vector.into(),
+            protocol,
+            dst_ports,
             status: status.into(),
             updated_at: updated_at.into(),
             reason: format!("{vector} to unknown service (playbook: test)"),
@@ -641,12 +725,15 @@ fn mitigation_json(st: &State, m: &Mitigation) -> String {
         ""
     };
     format!(
-        r#"{{"mitigation_id":"{}","status":"{}","customer_id":null,"service_id":null,"pop":"test","victim_ip":"{}","vector":"{}","action_type":"discard","rate_bps":null,"dst_prefix":"{}/32","protocol":17,"dst_ports":[],"created_at":"2026-11-25T11:43:03.123456+00:00","updated_at":"{}","expires_at":"{}","withdrawn_at":null,"triggering_event_id":"{}","last_event_id":"{}","scope_hash":"0123456789abcdef0123456789abcdef","reason":{}{extra}}}"#,
+        r#"{{"mitigation_id":"{}","status":"{}","customer_id":null,"service_id":null,"pop":"test","victim_ip":"{}","vector":"{}","action_type":"discard","rate_bps":null,"dst_prefix":"{}/32","protocol":{},"dst_ports":{},"created_at":"2026-11-25T11:43:03.123456+00:00","updated_at":"{}","expires_at":"{}","withdrawn_at":null,"triggering_event_id":"{}","last_event_id":"{}","scope_hash":"0123456789abcdef0123456789abcdef","reason":{}{extra}}}"#,
         m.id,
         m.status,
         m.victim_ip,
         m.vector,
         m.victim_ip,
+        m.protocol
+            .map_or_else(|| "null".to_string(), |p| p.to_string()),
+        json::to_string(&m.dst_ports),
         m.updated_at,
         m.expires
             // Without a TTL the stand-in's mitigations never end.
@@ -777,7 +864,7 @@ fn prefixd(st: &State, req: &Recorded) -> (u16, String) {
 }
 
 /// `POST /v1/events`: a ban creates a mitigation, or extends the victim's active one of the
-/// same vector.
+/// same scope (the victim, the rule's protocol and ports: syn_flood and ack_flood collapse).
 fn post_event(st: &State, req: &Recorded) -> (u16, String) {
     let o = match json_body(req) {
         Ok(o) => o,
@@ -824,6 +911,35 @@ fn post_event(st: &State, req: &Recorded) -> (u16, String) {
             format!(r#"{{"error":"invalid request: invalid IP address: '{ip}'"}}"#),
         );
     }
+    // `top_dst_ports`: an array of u16 or null (serde's Vec<u16>); anything else is a 422.
+    let mut ports: Vec<u16> = match o.get("top_dst_ports") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => {
+            let read: Option<Vec<u16>> = a
+                .iter()
+                .map(|p| match p {
+                    Value::Number(json::Number::U64(n)) => u16::try_from(*n).ok(),
+                    _ => None,
+                })
+                .collect();
+            match read {
+                Some(p) => p,
+                None => {
+                    return (
+                        422,
+                        "Failed to deserialize the JSON body into the target type: top_dst_ports: invalid value".into(),
+                    );
+                }
+            }
+        }
+        Some(_) => {
+            return (
+                422,
+                "Failed to deserialize the JSON body into the target type: top_dst_ports: invalid type".into(),
+            );
+        }
+    };
+    ports.dedup();
     let event_id = s("event_id").unwrap_or_default();
     // v0.19.1's correlation: one source, so the group's confidence is this event's; a missing
     // confidence counts as 0. Below the threshold nothing is created, nothing extended.
@@ -839,20 +955,42 @@ fn post_event(st: &State, req: &Recorded) -> (u16, String) {
             ),
         );
     }
+    // The rule; its scope is the victim, the protocol and the sorted ports.
+    let (protocol, dst_ports) = rule(&st.services, &ip, &vector, &ports);
+    let scope = |p: &[u16]| {
+        let mut p = p.to_vec();
+        p.sort_unstable();
+        p.dedup();
+        p
+    };
     let mut ms = st.mitigations.lock().unwrap();
     expire(&mut ms);
     let now = prefixd_fastnetmon::time::now().replace('Z', ".000000+00:00");
     let until = st.ttl.map(|t| std::time::SystemTime::now() + t);
     let active = ms.iter().filter(|m| m.status == "active").count();
-    let existing = ms
-        .iter_mut()
-        .find(|m| m.victim_ip == ip && m.vector == vector && m.status == "active");
+    let existing = ms.iter_mut().find(|m| {
+        m.victim_ip == ip
+            && m.protocol == protocol
+            && scope(&m.dst_ports) == scope(&dst_ports)
+            && m.status == "active"
+    });
     let (status, id) = match existing {
         Some(m) => {
             m.updated_at = now;
             m.expires = m.expires.max(until);
             m.events.push(event_id.clone());
             ("extended", m.id.clone())
+        }
+        // Guardrails, for a new mitigation.
+        None if dst_ports.len() > st.max_ports => {
+            return (
+                422,
+                format!(
+                    r#"{{"error":"guardrail violation: too many ports: {} (max={})"}}"#,
+                    dst_ports.len(),
+                    st.max_ports
+                ),
+            );
         }
         None if st.quota.is_some_and(|q| active >= q) => {
             return (
@@ -865,11 +1003,18 @@ fn post_event(st: &State, req: &Recorded) -> (u16, String) {
         }
         None => {
             let id = format!("00000000-0000-4000-8000-{:012x}", ms.len() + 1);
+            let service = st
+                .services
+                .iter()
+                .find(|s| s.ips.contains(&ip))
+                .map_or("unknown service", |s| s.name.as_str());
             ms.push(Mitigation {
                 id: id.clone(),
+                reason: format!("{vector} to {service} (playbook: test)"),
                 victim_ip: ip,
-                reason: format!("{vector} to unknown service (playbook: test)"),
                 vector,
+                protocol,
+                dst_ports,
                 status: "active".into(),
                 updated_at: now,
                 expires: until,

@@ -8,7 +8,7 @@ use miniserde::json::{self, Value};
 use prefixd_fastnetmon::action::Action;
 use prefixd_fastnetmon::config::envfile;
 use prefixd_fastnetmon::fastnetmon::notice::{Notice, RawDetails};
-use prefixd_fastnetmon::fastnetmon::{details, rules, vector};
+use prefixd_fastnetmon::fastnetmon::{details, ports, rules, vector};
 use prefixd_fastnetmon::prefixd::reply::Reply;
 use prefixd_fastnetmon::prefixd::wire::{BanOutcome, EventReply, Health, MitigationList, NextPage};
 use prefixd_fastnetmon::prefixd::{event, unban};
@@ -42,6 +42,30 @@ pub fn envfile(data: &[u8]) {
     }
 }
 
+/// top_dst_ports: ascending, at most prefixd's max_ports, each a port the attack's records of
+/// the vector's protocol go to; none for a vector prefixd builds no port rule for.
+fn ports_hold(choice: &vector::VectorChoice) {
+    let sent_ports = &choice.ports.sent;
+    assert!(sent_ports.len() <= ports::MAX_PORTS, "{sent_ports:?}");
+    assert!(sent_ports.windows(2).all(|w| w[0] < w[1]), "{sent_ports:?}");
+    let protocol = ports::port_rule_protocol(&choice.vector);
+    assert!(protocol.is_some() || sent_ports.is_empty());
+    for p in sent_ports {
+        assert!(
+            choice
+                .attack
+                .samples
+                .iter()
+                .any(|s| s.port == *p && s.protocol == protocol),
+            "{p} in {:?}",
+            choice.attack
+        );
+    }
+    if let Some((hit, all)) = ports::matched(&choice.attack, protocol, sent_ports) {
+        assert!(hit <= all);
+    }
+}
+
 /// FastNetMon's details text: the ban event built from it is JSON whose `raw` is the text and
 /// whose vector is the one chosen; bps is a whole number of Mbit/s.
 pub fn details(data: &[u8]) {
@@ -62,6 +86,9 @@ pub fn details(data: &[u8]) {
         "every detected attack reaches prefixd's shipped threshold"
     );
     assert_eq!(choice.vector, choice.builtin);
+    ports_hold(&choice);
+    // The seeds' floods are IPv4 (192.0.2.10's among them): their ports too.
+    ports_hold(&vector::choose_vector(&[], &ban("192.0.2.10", &text), None));
     let (event, cut) = event::ban_event(&n, false, &choice, event::MAX_REQUEST_BODY).unwrap();
     let sent = json::to_string(&event);
     assert!(sent.len() <= event::MAX_REQUEST_BODY, "{}", sent.len());
@@ -69,6 +96,14 @@ pub fn details(data: &[u8]) {
         panic!("not JSON: {sent}");
     };
     assert!(matches!(body.get("vector"), Some(Value::String(v)) if *v == choice.vector));
+    let want_ports = choice
+        .ports
+        .field()
+        .map_or_else(|| "null".to_string(), |p| json::to_string(&p));
+    assert_eq!(
+        body.get("top_dst_ports").map(json::to_string).as_deref(),
+        Some(want_ports.as_str())
+    );
     let Some(Value::Object(raw)) = body.get("raw_details") else {
         panic!("no raw_details: {sent}");
     };
