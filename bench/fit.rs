@@ -291,11 +291,7 @@ fn ban(bin: &str, case: &Case, dns: bool) -> Outcome {
             .collect(),
         _ => Vec::new(),
     };
-    let rule = srv
-        .mitigations()
-        .into_iter()
-        .find(|m| m.victim_ip == case.victim)
-        .map(|m| (m.protocol, m.dst_ports));
+    let rule = srv.rules(&case.victim).into_iter().next();
     Outcome { vector, sent, rule }
 }
 

@@ -1415,15 +1415,8 @@ fn one_port_flood_gets_a_rule_that_matches_it(g: Generation) {
             d.log()
         );
     }
-    let rule = |ip: &str| {
-        srv.mitigations()
-            .into_iter()
-            .filter(|m| m.victim_ip == ip)
-            .map(|m| (m.protocol, m.dst_ports))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(rule(dns), [(Some(17), vec![])], "{g:?}");
-    assert_eq!(rule(plain), [(Some(17), vec![27015])], "{g:?}");
+    assert_eq!(srv.rules(dns), [(Some(17), vec![])], "{g:?}");
+    assert_eq!(srv.rules(plain), [(Some(17), vec![27015])], "{g:?}");
     let log = d.log();
     for (v, ports) in [(dns, "any"), (plain, "27015")] {
         let line = log

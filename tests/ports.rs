@@ -39,21 +39,33 @@ fn ban(sb: &Sandbox, ip: &str, details: &str) {
     assert_eq!(r.code, 0, "{ip}: {}", sb.log());
 }
 
+/// A prefixd whose mitigations last 10 minutes, and a sandbox whose `--flush` renews every
+/// held victim's at once.
+fn renewing(generation: Generation) -> (Server, Sandbox) {
+    let srv = prefixd_with(
+        generation,
+        Options {
+            ttl: Some(Duration::from_secs(600)),
+            ..Options::default()
+        },
+    );
+    let mut sb = sandbox(&srv);
+    sb.set("PREFIXD_RENEW_BEFORE", "86400");
+    (srv, sb)
+}
+
+/// Our log says `what`.
+fn logged(sb: &Sandbox, what: &str) {
+    let log = sb.log();
+    assert!(log.contains(what), "not in the log: {what}\n{log}");
+}
+
 /// `top_dst_ports` as sent: `[27015]`, or `null`.
 fn ports_sent(b: &std::collections::BTreeMap<String, Value>) -> String {
     json::to_string(
         b.get("top_dst_ports")
             .expect("top_dst_ports is always sent"),
     )
-}
-
-/// The rule of `ip`'s mitigations, as the stand-in built them.
-fn rules(srv: &Server, ip: &str) -> Vec<(Option<u8>, Vec<u16>)> {
-    srv.mitigations()
-        .into_iter()
-        .filter(|m| m.victim_ip == ip)
-        .map(|m| (m.protocol, m.dst_ports))
-        .collect()
 }
 
 /// The table: a UDP flood aimed at 27015. Before, the DNS service's rule was
@@ -70,9 +82,9 @@ fn a_flood_on_one_port_gets_a_rule_that_matches_it_on_both_kinds_of_victim() {
         assert_eq!(bans.len(), 2);
         assert!(bans.iter().all(|b| ports_sent(b) == "[27015]"), "{bans:?}");
         // 27015 ∩ {53} is empty: all UDP to the DNS host. No service: the attack's port.
-        assert_eq!(rules(&srv, DNS), [(Some(17), vec![])], "{generation:?}");
+        assert_eq!(srv.rules(DNS), [(Some(17), vec![])], "{generation:?}");
         assert_eq!(
-            rules(&srv, NO_SERVICE),
+            srv.rules(NO_SERVICE),
             [(Some(17), vec![27015])],
             "{generation:?}"
         );
@@ -113,7 +125,7 @@ fn a_rule_that_misses_the_attack_is_a_warning_and_a_metric() {
         ban(&sb, DNS, &dump::udp_flood(DNS, &spread));
         ban(&sb, NO_SERVICE, &dump::udp_flood(NO_SERVICE, &spread));
         assert!(srv.bans().iter().all(|b| ports_sent(b) == "null"));
-        assert_eq!(rules(&srv, DNS), [(Some(17), vec![53])]);
+        assert_eq!(srv.rules(DNS), [(Some(17), vec![53])]);
         let log = sb.log();
         let warn = log
             .lines()
@@ -151,15 +163,7 @@ fn a_rule_that_misses_the_attack_is_a_warning_and_a_metric() {
 #[test]
 fn every_scope_a_victim_s_bans_made_is_renewed_with_its_own_ports_and_withdrawn_by_the_unban() {
     for generation in Generation::BOTH {
-        let srv = prefixd_with(
-            generation,
-            Options {
-                ttl: Some(Duration::from_secs(600)),
-                ..Options::default()
-            },
-        );
-        let mut sb = sandbox(&srv);
-        sb.set("PREFIXD_RENEW_BEFORE", "86400");
+        let (srv, sb) = renewing(generation);
         ban(
             &sb,
             NO_SERVICE,
@@ -176,7 +180,7 @@ fn every_scope_a_victim_s_bans_made_is_renewed_with_its_own_ports_and_withdrawn_
             NO_SERVICE,
             &dump::udp_flood(NO_SERVICE, &[lines("udp", 27015, 20)]),
         );
-        let mut got = rules(&srv, NO_SERVICE);
+        let mut got = srv.rules(NO_SERVICE);
         got.sort();
         assert_eq!(got, [(Some(17), vec![3478]), (Some(17), vec![27015])]);
         assert_eq!(sb.leases(), [NO_SERVICE], "one lease, two mitigations");
@@ -213,16 +217,8 @@ fn every_scope_a_victim_s_bans_made_is_renewed_with_its_own_ports_and_withdrawn_
 #[test]
 fn a_lease_of_the_previous_release_renews_without_ports() {
     for generation in Generation::BOTH {
-        let srv = prefixd_with(
-            generation,
-            Options {
-                ttl: Some(Duration::from_secs(600)),
-                ..Options::default()
-            },
-        );
+        let (srv, sb) = renewing(generation);
         let id = srv.add_mitigation(NO_SERVICE, "udp_flood", "active");
-        let mut sb = sandbox(&srv);
-        sb.set("PREFIXD_RENEW_BEFORE", "86400");
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -241,11 +237,7 @@ fn a_lease_of_the_previous_release_renews_without_ports() {
         assert_eq!(ports_sent(&bans[0]), "null");
         assert_eq!(srv.mitigations().len(), 1);
         assert_eq!(srv.mitigations()[0].events.len(), 1, "extended");
-        assert!(
-            sb.log().contains(&format!("mitigation_id={id}")),
-            "{}",
-            sb.log()
-        );
+        logged(&sb, &format!("mitigation_id={id}"));
     }
 }
 
@@ -270,11 +262,10 @@ fn a_max_ports_below_ours_gets_the_ban_again_without_ports() {
         ban(&sb, NO_SERVICE, &dump::udp_flood(NO_SERVICE, &three));
         let sent: Vec<String> = srv.bans().iter().map(ports_sent).collect();
         assert_eq!(sent, ["[27015,27016,27017]", "null"], "{generation:?}");
-        assert_eq!(rules(&srv, NO_SERVICE), [(Some(17), vec![])]);
-        assert!(
-            sb.log().contains("prefixd refused top_dst_ports=27015,27016,27017 (POST /v1/events answered 422: {\"error\":\"guardrail violation: too many ports: 3 (max=2)\"}); sending the ban again at once without them"),
-            "{}",
-            sb.log()
+        assert_eq!(srv.rules(NO_SERVICE), [(Some(17), vec![])]);
+        logged(
+            &sb,
+            "prefixd refused top_dst_ports=27015,27016,27017 (POST /v1/events answered 422: {\"error\":\"guardrail violation: too many ports: 3 (max=2)\"}); sending the ban again at once without them",
         );
     }
 }
@@ -301,11 +292,10 @@ fn an_outgoing_flood_sends_the_port_it_leaves_from() {
         );
         assert_eq!(r.code, 0, "{}", sb.log());
         assert_eq!(ports_sent(&srv.bans()[0]), "[53]");
-        assert_eq!(rules(&srv, reflector), [(Some(17), vec![53])]);
-        assert!(
-            sb.log().contains("rule proto=udp dst_ports=53 matches 100 % of the attack (20 of 20 packets in FastNetMon's packet dump) (outgoing: the rule filters traffic to the host, on the ports the flood leaves from)"),
-            "{}",
-            sb.log()
+        assert_eq!(srv.rules(reflector), [(Some(17), vec![53])]);
+        logged(
+            &sb,
+            "rule proto=udp dst_ports=53 matches 100 % of the attack (20 of 20 packets in FastNetMon's packet dump) (outgoing: the rule filters traffic to the host, on the ports the flood leaves from)",
         );
     }
 }
@@ -329,10 +319,9 @@ fn a_look_that_fails_costs_the_ban_nothing() {
     );
     assert_eq!(r.code, 0, "{}", sb.log());
     assert!(r.took < Duration::from_secs(4), "no wait: {:?}", r.took);
-    assert!(
-        sb.log().contains("; rule not checked: GET /v1/mitigations/00000000-0000-4000-8000-000000000001 answered 429"),
-        "{}",
-        sb.log()
+    logged(
+        &sb,
+        "; rule not checked: GET /v1/mitigations/00000000-0000-4000-8000-000000000001 answered 429",
     );
     let text = std::fs::read_to_string(&metrics).unwrap();
     assert_eq!(
@@ -356,10 +345,9 @@ fn a_look_that_fails_costs_the_ban_nothing() {
         Some(dump::udp_flood(DNS, &[lines("udp", 27015, 20)]).as_bytes()),
     );
     assert_eq!(r.code, 0);
-    assert!(
-        sb.log().contains("rule not checked: GET /v1/mitigations/00000000-0000-4000-8000-000000000002: protocol or dst_ports not in the shape prefixd sends"),
-        "{}",
-        sb.log()
+    logged(
+        &sb,
+        "rule not checked: GET /v1/mitigations/00000000-0000-4000-8000-000000000002: protocol or dst_ports not in the shape prefixd sends",
     );
 }
 
@@ -414,9 +402,5 @@ fn dry_run_shows_the_ports_and_why_and_a_rule_may_set_them() {
     );
     ban(&sb, NO_SERVICE, &one);
     assert_eq!(ports_sent(&srv.bans()[0]), "[27015,27016]");
-    assert!(
-        sb.log().contains("top_dst_ports=27015,27016 event_id="),
-        "{}",
-        sb.log()
-    );
+    logged(&sb, "top_dst_ports=27015,27016 event_id=");
 }

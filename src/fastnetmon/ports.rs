@@ -16,10 +16,11 @@ use std::net::IpAddr;
 pub const MAX_PORTS: usize = 8;
 
 /// The share of the protocol's packets that the ports sent must carry between them: "nearly
-/// all". Chosen by the figure `make bench` prints (README "Which ports are sent"): at 0.90 a
-/// flood with a tenth of it spread over thousands of ports would be narrowed to its main port
-/// (a host without a service then loses a tenth of its filter), above 0.95 one stray packet
-/// in FastNetMon's 20 keeps a one-port flood from its port (a service's rule then misses it).
+/// all". Chosen by the figure `make bench` prints (README "The rule on the router"): at 0.90
+/// a 90/10 flood on two ports is cut to its main port, and so is a flood with a tenth spread
+/// over thousands of ports (a host without a service then loses a tenth of its filter); above
+/// 0.95 one stray packet in FastNetMon's 20 keeps a one-port flood from its port (a service's
+/// rule then misses it).
 pub const NEARLY_ALL: f64 = 0.95;
 
 /// A port counts toward that share only when at least this many records of the dump (packet

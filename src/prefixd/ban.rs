@@ -48,7 +48,7 @@ pub struct Lease {
     /// Refused by prefixd's quota: sent again at each flush until it is taken.
     pub quota: bool,
     /// The ban's `top_dst_ports`, which its renewals send again exactly: prefixd keys a
-    /// mitigation on prefix + protocol + ports. Absent from leases before 0.3 (none sent).
+    /// mitigation on prefix + protocol + ports. Absent from leases of 0.2.0 (none were sent).
     pub top_dst_ports: Option<Vec<u16>>,
     /// The victim's other mitigations, made by its earlier bans of another scope (other
     /// ports, another protocol) while it was held: renewed alike, ended by the same unban

@@ -4,7 +4,8 @@
 //! victim in the spool directory's `leases/`, `<victim_ip>.lease`, written as notices are (temporary
 //! name → fsync → rename), so a crash leaves the old lease or the new one; the directory is
 //! fsynced in batches (`Spool::replace_text`). What a lease holds is `prefixd::ban::Lease`
-//! (a ban as prefixd took it); this is where it is kept.
+//! (a ban as prefixd took it); this is where it is kept, with the victim's other mitigations
+//! it follows (`follow`).
 
 use crate::prefixd::ban::Lease;
 use crate::spool::queue::Spool;
@@ -12,6 +13,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 const SUFFIX: &str = ".lease";
+
+/// Leases live apart from the notices: every run lists the notices (its victim's queue), and
+/// a carpet's thousand leases would make each listing a thousand entries longer.
+const DIR: &str = "leases";
 
 /// The most mitigations one victim's lease follows (its bans of different scopes while it is
 /// held: FastNetMon bans a host once, so more is a spool replaying an odd history).
@@ -45,9 +50,6 @@ pub fn follow(old: Option<Lease>, mut new: Lease) -> (Lease, usize) {
     new.earlier = (!all.is_empty()).then_some(all);
     (new, dropped)
 }
-/// Leases live apart from the notices: every run lists the notices (its victim's queue), and
-/// a carpet's thousand leases would make each listing a thousand entries longer.
-const DIR: &str = "leases";
 
 /// Where `victim_ip`'s lease lives: `<spool>/leases/<victim_ip>.lease`.
 pub fn path(dir: &Path, victim_ip: &str) -> PathBuf {

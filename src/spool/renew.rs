@@ -77,12 +77,21 @@ pub fn renew_all(ctx: &Ctx, spool: &Spool, fresh: &BTreeSet<String>) -> Renewed 
         }
         return report;
     }
-    // Unknown expiry first (a look is due), then the soonest to end.
+    // Unknown expiry first (a look is due), then the soonest to end, of all the mitigations
+    // each lease follows.
     let mut ips: Vec<(u64, String)> = leases
         .into_iter()
         .flatten()
         .filter(|l| !fresh.contains(&l.victim_ip))
-        .map(|l| (l.expires_ms.unwrap_or(0), l.victim_ip))
+        .map(|l| {
+            let earlier = l
+                .earlier
+                .iter()
+                .flatten()
+                .map(|e| e.expires_ms.unwrap_or(0));
+            let soonest = earlier.fold(l.expires_ms.unwrap_or(0), u64::min);
+            (soonest, l.victim_ip)
+        })
         .collect();
     ips.sort();
     if ips.is_empty() {

@@ -494,6 +494,16 @@ impl Server {
         self.state.rate_limited.load(Ordering::SeqCst)
     }
 
+    /// The rules (protocol, destination ports) of `ip`'s mitigations, as the stand-in built
+    /// them, oldest first.
+    pub fn rules(&self, ip: &str) -> Vec<(Option<u8>, Vec<u16>)> {
+        self.mitigations()
+            .into_iter()
+            .filter(|m| m.victim_ip == ip)
+            .map(|m| (m.protocol, m.dst_ports))
+            .collect()
+    }
+
     pub fn mitigations(&self) -> Vec<Mitigation> {
         let mut ms = self.state.mitigations.lock().unwrap();
         expire(&mut ms);
