@@ -291,6 +291,26 @@ impl Deployment {
     }
 }
 
+impl Generation {
+    /// The prefixd generation each FastNetMon meets: 1.2.4 v0.10.1, 1.2.9 v0.19.1 (correlation
+    /// on at its shipped 0.5, the rate limit), so both are driven end to end.
+    fn prefixd(self) -> server::Generation {
+        match self {
+            Generation::V124 => server::Generation::V0_10_1,
+            Generation::V129 => server::Generation::V0_19_1,
+        }
+    }
+}
+
+/// A loopback UDP port free a moment ago, for FastNetMon's NetFlow collector.
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn trixie_root() -> String {
     std::env::var("PFN_TRIXIE_ROOT").expect("PFN_TRIXIE_ROOT: run `make e2e`")
 }
@@ -741,15 +761,8 @@ fn fastnetmon_1_2_9_restarted_forgets_its_bans_and_we_let_them_go() {
 /// FastNetMon's ban list: the victim whose attack ended is withdrawn once the grace period has
 /// passed, the other stays covered (FastNetMon bans it again) until its own unban.
 fn restarted_fastnetmon_forgets_its_bans(g: Generation) {
-    let netflow_port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let prefixd = match g {
-        Generation::V124 => server::Generation::V0_10_1,
-        Generation::V129 => server::Generation::V0_19_1,
-    };
+    let netflow_port = free_udp_port();
+    let prefixd = g.prefixd();
     let srv = Server::with(Options {
         ttl: Some(Duration::from_secs(3)),
         ..Options::of(prefixd)
@@ -898,17 +911,8 @@ fn calls(log: &str, action: &str) -> Vec<String> {
 
 fn drives_the_binary_end_to_end(g: Generation) {
     let started = Instant::now();
-    let netflow_port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    // FastNetMon 1.2.4 against prefixd v0.10.1, 1.2.9 against v0.19.1 (correlation on at its
-    // shipped 0.5, the rate limit): both prefixd generations, end to end.
-    let prefixd = match g {
-        Generation::V124 => server::Generation::V0_10_1,
-        Generation::V129 => server::Generation::V0_19_1,
-    };
+    let netflow_port = free_udp_port();
+    let prefixd = g.prefixd();
     // A TTL of 3 s against FastNetMon's ban_time of 10 s (and more while the flood lasts):
     // only renewals keep a victim covered until its unban.
     // The token reaches prefixd from the env file the package made FastNetMon's user's (1.2.9).
@@ -1340,15 +1344,8 @@ fn fastnetmon_1_2_9_floods_one_port_and_the_rule_matches_it() {
 /// host (27015 ∩ {53} is empty), port 27015 to the other. The bans' details are kept under
 /// target/e2e/captures/ (real FastNetMon output, for tests/fixtures).
 fn one_port_flood_gets_a_rule_that_matches_it(g: Generation) {
-    let netflow_port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let prefixd = match g {
-        Generation::V124 => server::Generation::V0_10_1,
-        Generation::V129 => server::Generation::V0_19_1,
-    };
+    let netflow_port = free_udp_port();
+    let prefixd = g.prefixd();
     let (dns, plain) = ("203.0.113.10", "203.0.113.50");
     let srv = Server::with(Options {
         services: vec![server::Service::dns(&[dns, "203.0.113.11"])],
