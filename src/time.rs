@@ -15,6 +15,17 @@ pub fn now() -> String {
     rfc3339(SystemTime::now())
 }
 
+/// Milliseconds since the epoch (0 for a clock before 1970), as notices and leases record
+/// times.
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub fn now_ms() -> u64 {
+    unix_ms(SystemTime::now())
+}
+
 /// Seconds since the epoch, with their fraction.
 pub fn unix_now() -> f64 {
     SystemTime::now()

@@ -108,9 +108,7 @@ impl Notice {
     pub fn with_details(mut self, details: RawDetails, received: SystemTime) -> Notice {
         self.details = details.text;
         self.truncated = details.truncated;
-        self.received_ms = received
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.received_ms = crate::time::unix_ms(received);
         self
     }
 

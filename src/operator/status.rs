@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::operator::metrics;
 use crate::spool::queue::{Name, Spool};
 use crate::spool::reconcile;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The report, and whether anything waits.
 pub fn report(cfg: &Config, verbose: bool) -> (String, bool) {
@@ -15,9 +15,7 @@ pub fn report(cfg: &Config, verbose: bool) -> (String, bool) {
             false,
         );
     };
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = crate::time::now_ms();
     let mut out = String::new();
     let mut oldest = None;
     // A spool never written to does not exist yet: nothing waits.

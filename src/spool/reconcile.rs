@@ -24,7 +24,7 @@ use crate::time;
 use miniserde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// What one flush learnt from FastNetMon and did about it.
 #[derive(Debug, Default)]
@@ -63,12 +63,6 @@ pub fn last_look(dir: &Path) -> Option<LastLook> {
     miniserde::json::from_str(&text).ok()
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Asks FastNetMon and acts on its answer; `fresh`: victims this flush has just banned.
 pub fn reconcile(ctx: &Ctx, spool: &Spool, fresh: &BTreeSet<String>) -> Reconciled {
     let mut done = Reconciled::default();
@@ -97,7 +91,7 @@ pub fn reconcile(ctx: &Ctx, spool: &Spool, fresh: &BTreeSet<String>) -> Reconcil
         return done;
     }
     done.asked = true;
-    let now = now_ms();
+    let now = time::now_ms();
     let list = banlist::read(words, limit);
     let look = LastLook {
         looked_ms: now,

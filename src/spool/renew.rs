@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 /// Renewals in flight at once: 1,000 held victims at 100 ms a request (a look and a ban
 /// each) take about 13 s, inside one 60-s timer period and the default deadline.
@@ -153,12 +153,6 @@ enum Done {
     Skipped,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// One held victim, under its lock: each mitigation its lease follows looked at, and renewed
 /// if due. `queued`: notices of its own wait in the spool.
 fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
@@ -181,7 +175,7 @@ fn renew_one(ctx: &Ctx, spool: &Spool, ip: &str, queued: bool) -> Done {
             return Done::Failed;
         }
     };
-    let now = now_ms();
+    let now = time::now_ms();
     let mut scopes = l.earlier.take().unwrap_or_default();
     scopes.insert(0, l);
     scopes.truncate(lease::MAX_SCOPES);
